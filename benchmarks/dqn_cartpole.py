@@ -1,0 +1,152 @@
+"""DQN on CartPole-v1: compile time, train time, env steps/s and final greedy return
+for 1, 8 and 64 vmapped seeds, each cell timed in fresh processes.
+
+    python benchmarks/dqn_cartpole.py                 # full table into benchmarks/RESULTS.md
+    python benchmarks/dqn_cartpole.py --seeds 1 8 --repeats 1 --steps 50000   # quicker
+
+The work per seed matches the reference point of issue #2 (10 envs, 100k steps, 5 gradient
+steps of batch 100 per iteration, 64-64 dueling MLP with swish, double DQN, Polyak τ=0.02,
+buffer 50k): these are purerl's DQN defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def run_cell(seeds: int, steps: int) -> dict:
+    import jax
+    import numpy as np
+
+    from purerl.algorithms import dqn
+
+    config = dqn.Config(env_id="CartPole-v1", total_steps=steps)
+    keys = jax.random.split(jax.random.PRNGKey(0), seeds)
+    t0 = time.perf_counter()
+    train = jax.jit(jax.vmap(dqn.make_train(config))).lower(keys).compile()
+    compile_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    _, metrics = train(keys)
+    jax.block_until_ready(metrics)
+    train_s = time.perf_counter() - t1
+    evals = np.asarray(metrics["eval_return"])
+    return {
+        "seeds": seeds,
+        "steps": steps,
+        "compile_s": compile_s,
+        "train_s": train_s,
+        "steps_per_s": seeds * steps / train_s,
+        "final_return_mean": float(evals[:, -1].mean()),
+        "final_return_std": float(evals[:, -1].std()),
+        "eval_curve_mean": evals.mean(0).tolist(),
+        "eval_curve": evals.tolist(),
+        "eval_steps": np.asarray(metrics["eval_env_steps"])[0].tolist(),
+    }
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import jax
+
+    return f"{cpu}, {os.cpu_count()} cores, {jax.devices()[0].platform}, jax {jax.__version__}"
+
+
+def fresh_process(seeds: int, steps: int, taskset: str | None) -> dict:
+    cmd = [sys.executable, __file__, "--cell", str(seeds), "--steps", str(steps)]
+    if taskset:
+        cmd = ["taskset", "-c", taskset, *cmd]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| seeds | runs | compile s | train s | env steps/s (total) | env steps/s per seed "
+        "| final greedy return (mean ± std over seeds) |",
+        "|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['seeds']} | {r['runs']} | {r['compile_s']:.1f} | {r['train_s']:.1f} "
+            f"| {r['steps_per_s']:,.0f} | {r['steps_per_s'] / r['seeds']:,.0f} "
+            f"| {r['final_return_mean']:.1f} ± {r['final_return_std']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        curves = np.asarray(r["eval_curve"])
+        mean = curves.mean(0)
+        half = 1.96 * curves.std(0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else 0 * mean
+        ax.plot(r["eval_steps"], mean, label=f"{r['seeds']} seeds")
+        ax.fill_between(r["eval_steps"], mean - half, mean + half, alpha=0.2)
+    ax.axhline(22, color="grey", ls=":", label="random policy (~22)")
+    ax.set(
+        xlabel="env steps per seed",
+        ylabel="greedy return (mean, 95% CI)",
+        title="purerl DQN on CartPole-v1",
+        ylim=(0, 520),
+    )
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 8, 64])
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--repeats", type=int, default=3, help="fresh processes per cell (timings)")
+    p.add_argument("--taskset", default=None, help="pin to these cores, e.g. 0")
+    p.add_argument("--cell", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--json", type=Path, default=HERE / "results" / "dqn_cartpole.json")
+    args = p.parse_args()
+    if args.cell is not None:
+        print(json.dumps(run_cell(args.cell, args.steps)))
+        return
+    rows = []
+    for seeds in args.seeds:
+        runs = [fresh_process(seeds, args.steps, args.taskset) for _ in range(args.repeats)]
+        best = min(runs, key=lambda r: r["train_s"])  # least-disturbed timing
+        median = sorted(runs, key=lambda r: r["train_s"])[len(runs) // 2]
+        rows.append({**median, "runs": len(runs), "best_train_s": best["train_s"]})
+        print(table(rows[-1:]).splitlines()[-1], flush=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    if args.json.exists():  # keep rows of other seed counts from earlier invocations
+        old = json.loads(args.json.read_text())["rows"]
+        rows = sorted(
+            [r for r in old if r["seeds"] not in args.seeds] + rows, key=lambda r: r["seeds"]
+        )
+    args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+    plot(rows, args.json.with_suffix(".png"))
+    print(f"machine: {machine()}\n{table(rows)}")
+
+
+if __name__ == "__main__":
+    main()

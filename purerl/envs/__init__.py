@@ -1,0 +1,150 @@
+"""L2: the one adapter over gymnax, plus purerl's own environments.
+
+``make(env_id)`` returns a gymnax environment and its params (purerl's probe environments
+included). ``VecEnv`` runs ``num_envs`` copies with auto-reset and returns a ``Timestep`` that
+keeps ``terminated`` and ``truncated`` apart and carries the true final observation of an
+episode that just ended, so a time-limit truncation can bootstrap from it. This module is the
+only place that knows gymnax's ``step`` signature.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import equinox as eqx
+import gymnax
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from purerl.envs import probes
+from purerl.types import Timestep, Transition
+
+__all__ = ["make", "registered", "VecEnv", "VecEnvState", "to_transition"]
+
+_PURERL_ENVS = dict(probes.PROBES)
+
+
+def registered() -> list[str]:
+    """All environment ids ``make`` accepts (gymnax's and purerl's own)."""
+    return sorted({*gymnax.registered_envs, *_PURERL_ENVS})
+
+
+def make(env_id: str, **env_kwargs: Any) -> tuple[Any, Any]:
+    """Build an environment by id: ``(env, env_params)``.
+
+    Raises:
+        ValueError: for an unknown id, naming the closest known ids.
+    """
+    if env_id in _PURERL_ENVS:
+        env = _PURERL_ENVS[env_id](**env_kwargs)
+        return env, env.default_params
+    if env_id not in gymnax.registered_envs:
+        close = difflib.get_close_matches(env_id, registered(), n=3, cutoff=0.4)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(
+            f"env: unknown environment id {env_id!r}.{hint} See purerl.envs.registered()."
+        )
+    return gymnax.make(env_id, **env_kwargs)
+
+
+class VecEnvState(eqx.Module):
+    """State of ``num_envs`` environments plus running episode statistics."""
+
+    env_state: Any
+    obs: Array
+    episode_return: Float[Array, " n"]
+    episode_length: Int[Array, " n"]
+
+
+class VecEnv(eqx.Module):
+    """``num_envs`` copies of a gymnax environment stepped in lock-step with auto-reset.
+
+    Example:
+        >>> env = VecEnv.make("CartPole-v1", num_envs=8)
+        >>> state = env.reset(key)
+        >>> state, ts = env.step(key, state, actions)   # ts.terminated, ts.truncated, ts.final_obs
+    """
+
+    env: Any = eqx.field(static=True)
+    params: Any
+    num_envs: int = eqx.field(static=True)
+
+    @classmethod
+    def make(cls, env_id: str, num_envs: int = 1, **env_kwargs: Any) -> VecEnv:
+        """``VecEnv`` over ``make(env_id, **env_kwargs)``."""
+        if int(num_envs) < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        env, params = make(env_id, **env_kwargs)
+        return cls(env=env, params=params, num_envs=int(num_envs))
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        """Shape of one observation."""
+        return tuple(self.env.observation_space(self.params).shape)
+
+    @property
+    def num_actions(self) -> int:
+        """Number of discrete actions (``ValueError`` for a continuous action space)."""
+        space = self.env.action_space(self.params)
+        if not hasattr(space, "n"):
+            raise ValueError(
+                f"env: {self.env.name} has a continuous action space, not a discrete one"
+            )
+        return int(space.n)
+
+    @property
+    def is_discrete(self) -> bool:
+        """Whether the action space is discrete."""
+        return hasattr(self.env.action_space(self.params), "n")
+
+    def reset(self, key: PRNGKeyArray) -> VecEnvState:
+        """Reset every copy (one key each)."""
+        keys = jax.random.split(key, self.num_envs)
+        obs, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.params)
+        zeros = jnp.zeros((self.num_envs,), jnp.float32)
+        return VecEnvState(env_state, obs, zeros, jnp.zeros((self.num_envs,), jnp.int32))
+
+    def step(
+        self, key: PRNGKeyArray, state: VecEnvState, action: Array
+    ) -> tuple[VecEnvState, Timestep]:
+        """Step every copy; finished copies reset, their last observation kept in ``final_obs``."""
+        keys = jax.random.split(key, self.num_envs)
+        obs, env_state, reward, terminated, truncated, info = jax.vmap(
+            self.env.step, in_axes=(0, 0, 0, None)
+        )(keys, state.env_state, action, self.params)
+        reward = jnp.asarray(reward, jnp.float32)
+        terminated = jnp.asarray(terminated, bool)
+        truncated = jnp.asarray(truncated, bool) & ~terminated
+        done = terminated | truncated
+        ep_return = state.episode_return + reward
+        ep_length = state.episode_length + 1
+        ts = Timestep(
+            obs=obs,
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            final_obs=info["final_observation"],
+            episode_return=ep_return,
+            episode_length=ep_length,
+        )
+        new_state = VecEnvState(
+            env_state=env_state,
+            obs=obs,
+            episode_return=jnp.where(done, 0.0, ep_return),
+            episode_length=jnp.where(done, 0, ep_length),
+        )
+        return new_state, ts
+
+
+def to_transition(obs: Array, action: Array, ts: Timestep) -> Transition:
+    """The ``Transition`` for acting ``action`` in ``obs``: discount ``1 − terminated``,
+    ``next_obs`` the true final observation (so truncation bootstraps from it)."""
+    return Transition(
+        obs=obs,
+        action=action,
+        reward=ts.reward,
+        discount=1.0 - ts.terminated.astype(jnp.float32),
+        next_obs=ts.final_obs,
+    )
