@@ -28,11 +28,14 @@ def run_cell(seeds: int, steps: int) -> dict:
     import numpy as np
 
     from purerl.algorithms import dqn
+    from purerl.experiment import seed_sharding
 
     config = dqn.Config(env_id="CartPole-v1", total_steps=steps)
-    keys = jax.random.split(jax.random.PRNGKey(0), seeds)
+    sharding = seed_sharding(seeds)  # all host devices that divide the seed count
+    keys = jax.device_put(jax.random.split(jax.random.PRNGKey(0), seeds), sharding)
     t0 = time.perf_counter()
-    train = jax.jit(jax.vmap(dqn.make_train(config))).lower(keys).compile()
+    train = jax.jit(jax.vmap(dqn.make_train(config)), out_shardings=sharding)
+    train = train.lower(keys).compile()
     compile_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     _, metrics = train(keys)
@@ -41,6 +44,7 @@ def run_cell(seeds: int, steps: int) -> dict:
     evals = np.asarray(metrics["eval_return"])
     return {
         "seeds": seeds,
+        "devices": len(sharding.device_set),
         "steps": steps,
         "compile_s": compile_s,
         "train_s": train_s,
@@ -67,23 +71,26 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, {jax.devices()[0].platform}, jax {jax.__version__}"
 
 
-def fresh_process(seeds: int, steps: int, taskset: str | None) -> dict:
+def fresh_process(seeds: int, steps: int, devices: int, taskset: str | None) -> dict:
     cmd = [sys.executable, __file__, "--cell", str(seeds), "--steps", str(steps)]
     if taskset:
         cmd = ["taskset", "-c", taskset, *cmd]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| seeds | runs | compile s | train s | env steps/s (total) | env steps/s per seed "
+        "| seeds | CPU devices | runs | compile s | train s | env steps/s (total) "
+        "| env steps/s per seed "
         "| final greedy return (mean ± std over seeds) |",
-        "|---:|---:|---:|---:|---:|---:|---|",
+        "|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['seeds']} | {r['runs']} | {r['compile_s']:.1f} | {r['train_s']:.1f} "
+            f"| {r['seeds']} | {r['devices']} | {r['runs']} "
+            f"| {r['compile_s']:.1f} | {r['train_s']:.1f} "
             f"| {r['steps_per_s']:,.0f} | {r['steps_per_s'] / r['seeds']:,.0f} "
             f"| {r['final_return_mean']:.1f} ± {r['final_return_std']:.1f} |"
         )
@@ -102,7 +109,7 @@ def plot(rows: list[dict], path: Path) -> None:
         curves = np.asarray(r["eval_curve"])
         mean = curves.mean(0)
         half = 1.96 * curves.std(0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else 0 * mean
-        ax.plot(r["eval_steps"], mean, label=f"{r['seeds']} seeds")
+        ax.plot(r["eval_steps"], mean, label=f"{r['seeds']} seeds, {r['devices']} device(s)")
         ax.fill_between(r["eval_steps"], mean - half, mean + half, alpha=0.2)
     ax.axhline(22, color="grey", ls=":", label="random policy (~22)")
     ax.set(
@@ -123,6 +130,13 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 8, 64])
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--repeats", type=int, default=3, help="fresh processes per cell (timings)")
+    p.add_argument(
+        "--devices",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="XLA host device counts to try (seeds are sharded over them)",
+    )
     p.add_argument("--taskset", default=None, help="pin to these cores, e.g. 0")
     p.add_argument("--cell", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--json", type=Path, default=HERE / "results" / "dqn_cartpole.json")
@@ -131,8 +145,11 @@ def main() -> None:
         print(json.dumps(run_cell(args.cell, args.steps)))
         return
     rows = []
-    for seeds in args.seeds:
-        runs = [fresh_process(seeds, args.steps, args.taskset) for _ in range(args.repeats)]
+    cells = [(s, d) for s in args.seeds for d in args.devices if d == 1 or s % d == 0]
+    for seeds, devices in cells:
+        runs = [
+            fresh_process(seeds, args.steps, devices, args.taskset) for _ in range(args.repeats)
+        ]
         best = min(runs, key=lambda r: r["train_s"])  # least-disturbed timing
         median = sorted(runs, key=lambda r: r["train_s"])[len(runs) // 2]
         rows.append({**median, "runs": len(runs), "best_train_s": best["train_s"]})
@@ -140,8 +157,10 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     if args.json.exists():  # keep rows of other seed counts from earlier invocations
         old = json.loads(args.json.read_text())["rows"]
+        new = {(r["seeds"], r["devices"]) for r in rows}
         rows = sorted(
-            [r for r in old if r["seeds"] not in args.seeds] + rows, key=lambda r: r["seeds"]
+            [r for r in old if (r["seeds"], r["devices"]) not in new] + rows,
+            key=lambda r: (r["seeds"], r["devices"]),
         )
     args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
     plot(rows, args.json.with_suffix(".png"))

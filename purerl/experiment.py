@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import difflib
 import json
+import math
 import platform
 import shutil
 import sys
@@ -24,12 +25,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from purerl.algorithms import ALGORITHMS
 from purerl.algorithms.common import iteration_schedule, run_periods
 
-__all__ = ["Result", "run", "make_config", "config_to_dict"]
+__all__ = ["Result", "run", "make_config", "config_to_dict", "seed_sharding"]
 
 
 @dataclasses.dataclass
@@ -117,6 +119,16 @@ def _seed_keys(seeds: int, seed_offset: int) -> jax.Array:
     return jax.vmap(jax.random.PRNGKey)(jnp.arange(seed_offset, seed_offset + seeds))
 
 
+def seed_sharding(seeds: int, devices: list[jax.Device] | None = None) -> NamedSharding:
+    """Sharding of the seed axis over as many ``devices`` (default: all local ones) as divide
+    ``seeds`` evenly. On a CPU, start Python with
+    ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` to get one device per core
+    (the ``purerl`` command does this for you): each device runs its seeds on its own thread."""
+    devices = list(jax.local_devices() if devices is None else devices)
+    n = math.gcd(int(seeds), len(devices))
+    return NamedSharding(Mesh(np.array(devices[:n]), ("seeds",)), PartitionSpec("seeds"))
+
+
 def _prepare_out(out: str | Path | None, overwrite: bool) -> Path | None:
     if out is None:
         return None
@@ -144,6 +156,7 @@ def run(
     out: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    devices: list[jax.Device] | None = None,
 ) -> Result:
     """Train ``seeds`` independent agents (vmapped) and return their metrics.
 
@@ -161,6 +174,8 @@ def run(
             ``summary.json`` (nothing is written when ``None``).
         overwrite: replace a non-empty ``out`` instead of refusing.
         progress: show a progress bar on stderr.
+        devices: devices to shard the seed axis over (default: all local devices that divide
+            ``seeds``); the results do not depend on it.
 
     Example:
         >>> result = purerl.run("dqn", "CartPole-v1", seeds=4, steps=50_000)
@@ -175,7 +190,8 @@ def run(
         raise ValueError("config: pass either a Config or env/steps/overrides, not both")
     module.make_train(config)  # every check, before any compile
     path = _prepare_out(out, overwrite)
-    state, metrics, timing = _drive(module, config, _seed_keys(int(seeds), seed_offset), progress)
+    keys = jax.device_put(_seed_keys(int(seeds), seed_offset), seed_sharding(int(seeds), devices))
+    state, metrics, timing = _drive(module, config, keys, progress)
     summary = _summarize(metrics, timing, config, int(seeds))
     result = Result(algorithm, config, metrics, summary, path, state)
     if path is not None:
@@ -186,9 +202,15 @@ def run(
 def _drive(module: ModuleType, config: Any, keys: jax.Array, progress: bool):
     num_periods, period = iteration_schedule(config.total_steps, config.num_envs, config.eval_every)
     t0 = time.perf_counter()
-    init = jax.jit(jax.vmap(lambda k: module.init(k, config)))
+    # Every leaf carries the seed axis first, so one sharding fits all inputs and outputs.
+    sharding = keys.sharding
+    init = jax.jit(jax.vmap(lambda k: module.init(k, config)), out_shardings=sharding)
     state = init(keys)
-    chunk = jax.jit(jax.vmap(lambda s: run_periods(module.step, module.evaluate, s, 1, period)))
+    chunk = jax.jit(
+        jax.vmap(lambda s: run_periods(module.step, module.evaluate, s, 1, period)),
+        in_shardings=sharding,
+        out_shardings=sharding,
+    )
     compiled = chunk.lower(state).compile()
     compile_seconds = time.perf_counter() - t0
     chunks: list[dict[str, Any]] = []
@@ -245,6 +267,7 @@ def write_results(result: Result, seed_offset: int = 0) -> None:
             "python": platform.python_version(),
         },
         "device": str(jax.devices()[0].device_kind),
+        "num_devices": len(result.state.iteration.sharding.device_set),
         "platform": platform.platform(),
     }
     (path / "config.json").write_text(json.dumps(info, indent=2))

@@ -126,8 +126,13 @@ def test_vmapped_run_equals_runs_one_by_one(short_cartpole):
     vs, vm = jax.jit(jax.vmap(dqn.make_train(config)))(keys)
     for i in range(4):
         s, m = train(keys[i])
+        # Batched matmuls may round the last float32 bit differently: losses agree to 1e-5,
+        # and what the agent did (episode returns and counts, evaluations) agrees exactly.
         for k in m:
-            np.testing.assert_allclose(vm[k][i], m[k], rtol=1e-5, atol=1e-6, err_msg=k)
+            if k in ("loss", "q_mean"):
+                np.testing.assert_allclose(vm[k][i], m[k], rtol=1e-5, atol=1e-6, err_msg=k)
+            else:
+                np.testing.assert_array_equal(vm[k][i], m[k], err_msg=k)
         for a, b in zip(
             _leaves(jax.tree.map(lambda x, i=i: x[i], vs.q_net)), _leaves(s.q_net), strict=True
         ):
