@@ -29,7 +29,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from purerl.algorithms import ALGORITHMS
-from purerl.algorithms.common import iteration_schedule, run_periods
+from purerl.algorithms.common import run_periods
 
 __all__ = ["Result", "run", "make_config", "config_to_dict", "seed_sharding"]
 
@@ -200,7 +200,7 @@ def run(
 
 
 def _drive(module: ModuleType, config: Any, keys: jax.Array, progress: bool):
-    num_periods, period = iteration_schedule(config.total_steps, config.num_envs, config.eval_every)
+    num_periods, period = module.schedule(config)
     t0 = time.perf_counter()
     # Every leaf carries the seed axis first, so one sharding fits all inputs and outputs.
     sharding = keys.sharding

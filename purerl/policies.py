@@ -1,12 +1,22 @@
-"""L1: action selection from Q-values (greedy, ε-greedy) and exploration schedules."""
+"""L1: action selection: greedy and ε-greedy on Q-values, exploration schedules, and the
+categorical and diagonal-Gaussian policy distributions (sample, log-prob, entropy)."""
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-__all__ = ["greedy", "epsilon_greedy", "linear_schedule"]
+__all__ = [
+    "greedy",
+    "epsilon_greedy",
+    "linear_schedule",
+    "Categorical",
+    "DiagGaussian",
+    "clip_action",
+]
 
 
 def greedy(q_values: Float[Array, "... n_actions"]) -> Int[Array, "..."]:
@@ -63,3 +73,77 @@ def linear_schedule(
     frac = jnp.where(duration > 0, jnp.asarray(count, jnp.float32) / safe, 1.0)
     frac = jnp.clip(frac, 0.0, 1.0)
     return jnp.asarray(start, jnp.float32) + (jnp.asarray(end, jnp.float32) - start) * frac
+
+
+class Categorical(eqx.Module):
+    """Categorical distribution over ``n`` actions from unnormalised ``logits [..., n]``.
+
+    Example:
+        >>> dist = Categorical(logits)
+        >>> a = dist.sample(key); logp = dist.log_prob(a); h = dist.entropy()
+    """
+
+    logits: Float[Array, "... n"]
+
+    def sample(self, key: PRNGKeyArray) -> Int[Array, "..."]:
+        """One action per leading index, ``P(a) = softmax(logits)[a]``."""
+        return jax.random.categorical(key, self.logits, axis=-1).astype(jnp.int32)
+
+    def log_prob(self, action: Int[Array, "..."]) -> Float[Array, "..."]:
+        """``log softmax(logits)[action]``."""
+        logp = jax.nn.log_softmax(self.logits, axis=-1)
+        return jnp.take_along_axis(logp, action[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+    def entropy(self) -> Float[Array, "..."]:
+        """``−Σ_a p(a) log p(a)``."""
+        logp = jax.nn.log_softmax(self.logits, axis=-1)
+        return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+
+    def mode(self) -> Int[Array, "..."]:
+        """The most likely action (greedy evaluation)."""
+        return greedy(self.logits)
+
+
+class DiagGaussian(eqx.Module):
+    """Diagonal Gaussian over ``d``-dimensional actions: ``N(mean, diag(exp(log_std))²)``.
+
+    Samples are unbounded; ``clip_action`` maps them into an environment's box when stepping,
+    while the log-probability stays that of the unclipped sample (as in PPO's reference
+    implementations: Schulman et al., 2017; Huang et al., 2022, "37 implementation details").
+    """
+
+    mean: Float[Array, "... d"]
+    log_std: Float[Array, "... d"]
+
+    def sample(self, key: PRNGKeyArray) -> Float[Array, "... d"]:
+        """``mean + std · ε``, ``ε ~ N(0, I)``."""
+        noise = jax.random.normal(key, jnp.shape(self.mean))
+        return self.mean + jnp.exp(self._log_std()) * noise
+
+    def log_prob(self, action: Float[Array, "... d"]) -> Float[Array, "..."]:
+        """``Σ_i [−½((a_i − μ_i)/σ_i)² − log σ_i − ½ log 2π]``."""
+        log_std = self._log_std()
+        z = (action - self.mean) * jnp.exp(-log_std)
+        return jnp.sum(-0.5 * jnp.square(z) - log_std - _HALF_LOG_2PI, axis=-1)
+
+    def entropy(self) -> Float[Array, "..."]:
+        """``Σ_i [log σ_i + ½(1 + log 2π)]``."""
+        return jnp.sum(self._log_std() + 0.5 + _HALF_LOG_2PI, axis=-1)
+
+    def _log_std(self) -> Float[Array, "... d"]:
+        # one log-std vector may serve a whole batch of means
+        return jnp.broadcast_to(self.log_std, jnp.shape(self.mean))
+
+    def mode(self) -> Float[Array, "... d"]:
+        """The mean action (greedy evaluation)."""
+        return self.mean
+
+
+_HALF_LOG_2PI = 0.5 * float(np.log(2.0 * np.pi))
+
+
+def clip_action(action: Float[Array, "... d"], low: Array, high: Array) -> Float[Array, "... d"]:
+    """Clip a continuous action into the box ``[low, high]`` (bounds broadcast over leading
+    batch axes) before it reaches the environment."""
+    shape = jnp.shape(action)
+    return jnp.clip(action, jnp.broadcast_to(low, shape), jnp.broadcast_to(high, shape))

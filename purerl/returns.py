@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
-__all__ = ["discounted_returns", "n_step_targets"]
+__all__ = ["discounted_returns", "n_step_targets", "lambda_returns", "gae"]
 
 
 def _cut(done_t: Array | None, like: Array) -> Array:
@@ -97,3 +97,70 @@ def n_step_targets(
         g_next = jnp.concatenate([g[1:], g[-1:]], axis=0)  # G_{t+1}^(k-1); last row unused
         g = r_t + discount_t * jnp.where(stop, v_t, g_next)
     return g
+
+
+def lambda_returns(
+    r_t: Float[Array, "T ..."],
+    discount_t: Float[Array, "T ..."],
+    v_t: Float[Array, "T ..."],
+    lambda_: float | Float[Array, ""],
+    *,
+    done_t: Bool[Array, "T ..."] | None = None,
+) -> Float[Array, "T ..."]:
+    """TD(λ) returns: ``G_t = r_t + discount_t · ((1 − λ)·v_t + λ·G_{t+1})``.
+
+    At an episode end (``done_t``) or the sequence end the recursion stops at
+    ``r_t + discount_t · v_t``: zero after a termination, the value of the true final
+    observation after a truncation. ``λ = 1`` gives Monte-Carlo returns bootstrapped at cuts;
+    ``λ = 0`` the one-step TD target.
+
+    Args:
+        r_t, discount_t: as in ``discounted_returns``.
+        v_t: value of the state after step ``t`` (of ``final_obs`` where an episode ended).
+        lambda_: λ in ``[0, 1]`` (may be traced).
+        done_t: episode ends (terminated or truncated).
+
+    Reference: Sutton & Barto (2018), §12.1.
+    """
+    done_t = _cut(done_t, r_t)
+
+    def backward(g_next, xs):
+        r, d, v, done = xs
+        mixed = (1.0 - lambda_) * v + lambda_ * g_next
+        g = r + d * jnp.where(done, v, mixed)
+        return g, g
+
+    _, g_t = jax.lax.scan(backward, v_t[-1], (r_t, discount_t, v_t, done_t), reverse=True)
+    return g_t
+
+
+def gae(
+    r_t: Float[Array, "T ..."],
+    discount_t: Float[Array, "T ..."],
+    values: Float[Array, "T ..."],
+    v_t: Float[Array, "T ..."],
+    lambda_: float | Float[Array, ""],
+    *,
+    done_t: Bool[Array, "T ..."] | None = None,
+) -> Float[Array, "T ..."]:
+    """Generalised advantage estimates ``A_t = δ_t + discount_t · λ · A_{t+1}``.
+
+    ``δ_t = r_t + discount_t · v_t − values_t``, where ``values_t = V(s_t)`` and
+    ``v_t = V(s_{t+1})`` (of the true final observation where an episode ended, so a
+    truncation bootstraps and a termination, through ``discount_t = 0``, does not). The sum
+    is cut at ``done_t`` and at the sequence end. When ``v_t = values_{t+1}`` wherever no
+    episode ends (true of any rollout), ``A_t + values_t`` equals ``lambda_returns(...)``.
+
+    Reference: Schulman et al. (2016), "High-dimensional continuous control using GAE".
+    """
+    done_t = _cut(done_t, r_t)
+    delta = r_t + discount_t * v_t - values
+
+    def backward(a_next, xs):
+        dlt, d, done = xs
+        a = dlt + d * lambda_ * jnp.where(done, 0.0, a_next)
+        return a, a
+
+    zero = jnp.zeros_like(delta[-1])
+    _, a_t = jax.lax.scan(backward, zero, (delta, discount_t, done_t), reverse=True)
+    return a_t

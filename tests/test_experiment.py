@@ -91,7 +91,8 @@ def test_bad_input_raises_a_clear_error(kwargs, message):
         purerl.run(**{"algorithm": "dqn", **kwargs}, progress=False)
 
 
-def test_cli_trains_prints_a_table_and_shows_progress(tmp_path, capsys):
+def test_cli_trains_prints_a_table_and_shows_progress(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "")  # main() adds a device count; keep it out of os.environ
     out = tmp_path / "cli"
     sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
     code = main(
@@ -116,7 +117,8 @@ def test_cli_trains_prints_a_table_and_shows_progress(tmp_path, capsys):
     assert (out / "metrics.npz").exists()
 
 
-def test_cli_reports_bad_input_without_a_traceback(capsys):
+def test_cli_reports_bad_input_without_a_traceback(capsys, monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "")
     code = main(["train", "dqn", "--env", "CartPol-v1"])
     assert code == 2
     assert "Did you mean 'CartPole-v1'" in capsys.readouterr().err
@@ -142,7 +144,9 @@ assert len(single.state.iteration.sharding.device_set) == 1
 # compared to 1e-5; what the agents did (returns, counts, evaluations) must match exactly.
 for k in single.metrics:
     if k in ("loss", "q_mean"):
-        np.testing.assert_allclose(sharded.metrics[k], single.metrics[k], rtol=1e-5, atol=1e-6, err_msg=k)
+        np.testing.assert_allclose(
+            sharded.metrics[k], single.metrics[k], rtol=1e-5, atol=1e-6, err_msg=k
+        )
     else:
         np.testing.assert_array_equal(sharded.metrics[k], single.metrics[k], err_msg=k)
 print("SAME")

@@ -42,18 +42,22 @@ def require(ok: Any, field: str, message: str) -> None:
         raise ValueError(f"{field}: {message}")
 
 
-def iteration_schedule(total_steps: int, num_envs: int, eval_every: int) -> tuple[int, int]:
+def iteration_schedule(
+    total_steps: int, steps_per_iteration: int, eval_every: int, per_iteration: str = "num_envs"
+) -> tuple[int, int]:
     """``(num_periods, iterations_per_period)`` for a run of ``total_steps`` env steps.
 
-    One iteration steps ``num_envs`` envs once; an evaluation closes every period of
-    ``eval_every`` env steps. Uneven sizes are refused rather than silently cut.
+    One iteration takes ``steps_per_iteration`` env steps (named ``per_iteration`` in errors);
+    an evaluation closes every period of ``eval_every`` env steps. Uneven sizes are refused
+    rather than silently cut.
     """
     require(total_steps > 0, "total_steps", f"must be > 0, got {total_steps}")
     require(eval_every > 0, "eval_every", f"must be > 0, got {eval_every}")
     require(
-        eval_every % num_envs == 0,
+        eval_every % steps_per_iteration == 0,
         "eval_every",
-        f"must be a multiple of num_envs={num_envs}, got {eval_every}",
+        f"must be a multiple of the env steps per iteration ({per_iteration} = "
+        f"{steps_per_iteration}), got {eval_every}",
     )
     require(
         total_steps % eval_every == 0,
@@ -61,7 +65,7 @@ def iteration_schedule(total_steps: int, num_envs: int, eval_every: int) -> tupl
         f"must be a multiple of eval_every={eval_every}, got {total_steps} "
         f"(try {max(1, round(total_steps / eval_every)) * eval_every})",
     )
-    return total_steps // eval_every, eval_every // num_envs
+    return total_steps // eval_every, eval_every // steps_per_iteration
 
 
 def run_periods(

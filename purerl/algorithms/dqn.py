@@ -33,7 +33,7 @@ from purerl.policies import epsilon_greedy, greedy, linear_schedule
 from purerl.types import Transition
 from purerl.value import periodic_update, td_update
 
-__all__ = ["Config", "State", "init", "step", "evaluate", "make_train"]
+__all__ = ["Config", "State", "init", "step", "evaluate", "make_train", "schedule"]
 
 
 class Config(eqx.Module):
@@ -266,6 +266,11 @@ def evaluate(state: State) -> tuple[State, dict[str, Array]]:
     return state, {"eval_return": jnp.mean(returns), "eval_env_steps": state.env_steps}
 
 
+def schedule(config: Config) -> tuple[int, int]:
+    """``(num_periods, iterations_per_period)``; one iteration steps each of ``num_envs`` once."""
+    return iteration_schedule(config.total_steps, config.num_envs, config.eval_every)
+
+
 def make_train(config: Config):
     """``train(key) -> (final_state, metrics)`` running the whole config; checks come first.
 
@@ -273,7 +278,7 @@ def make_train(config: Config):
     """
     check_config(config)
     make_envs(config)  # unknown env id / continuous actions: fail before any compile
-    num_periods, period = iteration_schedule(config.total_steps, config.num_envs, config.eval_every)
+    num_periods, period = schedule(config)
 
     def train(key: PRNGKeyArray) -> tuple[State, dict[str, Array]]:
         return run_periods(step, evaluate, init(key, config), num_periods, period)

@@ -95,6 +95,24 @@ class VecEnv(eqx.Module):
         return int(space.n)
 
     @property
+    def action_dim(self) -> int:
+        """Number of discrete actions, or the size of a continuous action vector."""
+        space = self.env.action_space(self.params)
+        if hasattr(space, "n"):
+            return int(space.n)
+        return int(space.shape[0]) if len(space.shape) else 1
+
+    @property
+    def action_bounds(self) -> tuple[Array, Array]:
+        """``(low, high)`` of a continuous action space, as float arrays ``[action_dim]``."""
+        space = self.env.action_space(self.params)
+        if hasattr(space, "n"):
+            raise ValueError(f"env: {self.env.name} has a discrete action space, not a box")
+        shape = (self.action_dim,)
+        low = jnp.broadcast_to(jnp.asarray(space.low, jnp.float32), shape)
+        return low, jnp.broadcast_to(jnp.asarray(space.high, jnp.float32), shape)
+
+    @property
     def is_discrete(self) -> bool:
         """Whether the action space is discrete."""
         return hasattr(self.env.action_space(self.params), "n")

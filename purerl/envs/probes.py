@@ -11,6 +11,7 @@ Without the Agonizing Pain", 2021). With discount γ the optimal Q-values are:
 | ``ActionReward-probe`` | 0 | 2 | −1 for action 0, +1 for action 1, 1 step | [−1, +1] |
 | ``ObsActionReward-probe`` | ±1 at random | 2 | +1 if action = (obs > 0) else −1, 1 step | ±1 |
 | ``TimeLimit-probe`` | 0 | 1 | +1 forever, never terminates, truncated at 5 steps | 1/(1−γ) |
+| ``ContinuousTarget-probe`` | ±1 at random | a ∈ [−2, 2] | −(a − obs/2)², 1 step | best a = obs/2 |
 
 The last one only comes out right if time-limit truncation bootstraps; an agent that treats
 ``done`` as terminal learns the average of 1..5 partial sums instead.
@@ -148,6 +149,23 @@ class TimeLimit(_Probe):
         return 1.0
 
 
+class ContinuousTarget(_Probe):
+    """Continuous action in [−2, 2], obs ±1, reward −(a − obs/2)², one step: the optimal
+    action is obs/2 (checks a Gaussian policy's mean follows the observation)."""
+
+    random_sign = True
+
+    def reward(self, state, action):
+        return -jnp.square(jnp.reshape(action, ())[()] - 0.5 * state.sign)
+
+    @property
+    def num_actions(self) -> int:
+        return 1
+
+    def action_space(self, params: Any = None) -> spaces.Box:
+        return spaces.Box(-2.0, 2.0, (1,), jnp.float32)
+
+
 PROBES: dict[str, type[_Probe]] = {
     "ConstantReward-probe": ConstantReward,
     "ObsReward-probe": ObsReward,
@@ -155,4 +173,5 @@ PROBES: dict[str, type[_Probe]] = {
     "ActionReward-probe": ActionReward,
     "ObsActionReward-probe": ObsActionReward,
     "TimeLimit-probe": TimeLimit,
+    "ContinuousTarget-probe": ContinuousTarget,
 }

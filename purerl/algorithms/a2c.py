@@ -1,0 +1,73 @@
+"""A2C (Mnih et al., 2016): synchronous advantage actor-critic with n-step bootstrapped returns.
+
+One ``step`` collects ``num_steps`` (= n) steps from ``num_envs`` envs and takes one gradient
+step on ``a2c_loss`` with ``G_t = r_t + γ r_{t+1} + … + γ^k V(s_{t+k+1})`` cut at episode ends
+(a truncation bootstraps from the value of the true final observation) and ``A_t = G_t − V(s_t)``.
+
+Example:
+    >>> config = a2c.Config(env_id="CartPole-v1", total_steps=200_000)
+    >>> state, metrics = jax.jit(a2c.make_train(config))(jax.random.PRNGKey(0))
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from purerl.algorithms import actor_critic as ac
+from purerl.algorithms.common import require
+from purerl.algorithms.rollout import Rollout
+from purerl.policy_gradient import a2c_loss
+from purerl.returns import discounted_returns
+
+__all__ = ["Config", "State", "init", "step", "evaluate", "make_train", "schedule"]
+
+State = ac.PGState
+evaluate = ac.evaluate
+schedule = ac.schedule
+
+
+class Config(ac.PGConfig):
+    """A2C hyperparameters (shared ones documented in ``actor_critic.PGConfig``)."""
+
+    num_envs: int = eqx.field(static=True, default=16)
+    num_steps: int = eqx.field(static=True, default=5)
+    total_steps: int = eqx.field(static=True, default=200_000)
+    eval_every: int = eqx.field(static=True, default=20_000)
+    learning_rate: float | Float[Array, ""] = 7e-4
+    value_coef: float | Float[Array, ""] = 0.5
+
+    def __check_init__(self):
+        require(self.value_coef >= 0, "value_coef", f"must be >= 0, got {self.value_coef}")
+
+
+def init(key: PRNGKeyArray, config: Config) -> State:
+    """Reset envs, build the actor-critic and optimizer state."""
+    return ac.init_state(key, config)
+
+
+def _loss(network, rollout: Rollout, config: Config):
+    bootstrap = ac.values_of(network, rollout.next_obs)
+    returns = discounted_returns(
+        rollout.reward, rollout.discount(config.gamma), v_t=bootstrap, done_t=rollout.done
+    )
+    advantages = returns - ac.values_of(network, rollout.obs)
+    return a2c_loss(
+        network,
+        rollout.obs,
+        rollout.action,
+        advantages,
+        returns,
+        value_coef=config.value_coef,
+        entropy_coef=config.entropy_coef,
+    )
+
+
+step = ac.one_update_step(
+    _loss, "Collect n steps from every env, take one actor-critic gradient step."
+)
+
+
+def make_train(config: Config):
+    """``train(key) -> (final_state, metrics)``; every check runs first, before any compile."""
+    return ac.make_train(config, step)

@@ -1,0 +1,255 @@
+"""L3 helpers shared by the policy-gradient algorithms (REINFORCE, A2C, PPO): the common
+config fields and checks, the training state, acting, greedy evaluation and the optimizer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, Int, PRNGKeyArray
+
+from purerl.algorithms.common import (
+    greedy_episode_returns,
+    iteration_schedule,
+    require,
+    run_periods,
+)
+from purerl.algorithms.rollout import Rollout, collect
+from purerl.envs import VecEnv, VecEnvState
+from purerl.networks import ACTIVATIONS, ActorCritic
+from purerl.policies import clip_action
+
+__all__ = [
+    "PGConfig",
+    "PGState",
+    "check_pg_config",
+    "make_envs",
+    "init_state",
+    "act_fn",
+    "evaluate",
+    "schedule",
+    "make_optimizer",
+]
+
+
+class PGConfig(eqx.Module):
+    """Fields every policy-gradient algorithm shares (each algorithm's ``Config`` adds its own).
+
+    ``action_space`` is ``"auto"`` (follow the env), or ``"discrete"`` / ``"continuous"`` to
+    insist on one: a mismatch with the env raises ``ValueError``.
+    """
+
+    env_id: str = eqx.field(static=True, default="CartPole-v1")
+    total_steps: int = eqx.field(static=True, default=102_400)
+    num_envs: int = eqx.field(static=True, default=8)
+    num_steps: int = eqx.field(static=True, default=128)
+    hidden_sizes: tuple[int, ...] = eqx.field(static=True, default=(64, 64))
+    activation: str = eqx.field(static=True, default="tanh")
+    shared_torso: bool = eqx.field(static=True, default=False)
+    action_space: str = eqx.field(static=True, default="auto")
+    eval_every: int = eqx.field(static=True, default=10_240)
+    eval_envs: int = eqx.field(static=True, default=8)
+    learning_rate: float | Float[Array, ""] = 2.5e-4
+    gamma: float | Float[Array, ""] = 0.99
+    entropy_coef: float | Float[Array, ""] = 0.01
+    max_grad_norm: float | Float[Array, ""] = 0.5
+    log_std_init: float | Float[Array, ""] = 0.0
+
+    def __check_init__(self):
+        check_pg_config(self)
+
+
+def check_pg_config(c: PGConfig) -> None:
+    """Environment-free checks; ``ValueError`` naming the first bad field."""
+    for name in ("total_steps", "num_envs", "num_steps", "eval_every", "eval_envs"):
+        require(getattr(c, name) > 0, name, f"must be > 0, got {getattr(c, name)}")
+    require(
+        len(c.hidden_sizes) > 0 and all(h > 0 for h in c.hidden_sizes),
+        "hidden_sizes",
+        f"must be a non-empty tuple of positive sizes, got {c.hidden_sizes}",
+    )
+    require(
+        c.activation in ACTIVATIONS,
+        "activation",
+        f"must be one of {sorted(ACTIVATIONS)}, got {c.activation!r}",
+    )
+    require(
+        c.action_space in ("auto", "discrete", "continuous"),
+        "action_space",
+        f"must be 'auto', 'discrete' or 'continuous', got {c.action_space!r}",
+    )
+    require((c.gamma > 0) & (c.gamma <= 1), "gamma", f"must be in (0, 1], got {c.gamma}")
+    require(c.learning_rate > 0, "learning_rate", f"must be > 0, got {c.learning_rate}")
+    require(c.entropy_coef >= 0, "entropy_coef", f"must be >= 0, got {c.entropy_coef}")
+    require(c.max_grad_norm > 0, "max_grad_norm", f"must be > 0, got {c.max_grad_norm}")
+    schedule(c)
+
+
+def schedule(c: PGConfig) -> tuple[int, int]:
+    """``(num_periods, iterations_per_period)``; one iteration collects ``num_envs × num_steps``."""
+    return iteration_schedule(
+        c.total_steps, c.num_envs * c.num_steps, c.eval_every, "num_envs × num_steps"
+    )
+
+
+def make_envs(c: PGConfig) -> tuple[VecEnv, VecEnv]:
+    """Training and evaluation envs; ``ValueError`` if the action space contradicts the config."""
+    env = VecEnv.make(c.env_id, num_envs=c.num_envs)
+    kind = "discrete" if env.is_discrete else "continuous"
+    require(
+        c.action_space in ("auto", kind),
+        "action_space",
+        f"the config asks for a {c.action_space} action space but {c.env_id} is {kind}",
+    )
+    return env, VecEnv.make(c.env_id, num_envs=c.eval_envs)
+
+
+class PGState(eqx.Module):
+    """Training state of a policy-gradient run."""
+
+    config: Any
+    env: VecEnv
+    eval_env: VecEnv
+    env_state: VecEnvState
+    network: ActorCritic
+    opt_state: Any
+    key: PRNGKeyArray
+    iteration: Int[Array, ""]
+
+    @property
+    def env_steps(self) -> Int[Array, ""]:
+        """Environment steps taken so far (all envs together)."""
+        return self.iteration * self.config.num_envs * self.config.num_steps
+
+
+def make_optimizer(c: PGConfig, total_updates: int | None = None) -> optax.GradientTransformation:
+    """Adam behind global-norm gradient clipping; with ``total_updates`` the learning rate
+    decays linearly to 0 over that many updates. The rate may be a traced leaf (sweeps)."""
+    lr = c.learning_rate
+    if total_updates is not None:
+        lr = optax.linear_schedule(c.learning_rate, 0.0, total_updates)
+    return optax.chain(optax.clip_by_global_norm(c.max_grad_norm), optax.adam(lr, eps=1e-5))
+
+
+def init_state(key: PRNGKeyArray, c: PGConfig, total_updates: int | None = None) -> PGState:
+    """Reset the envs and build the actor-critic and its optimizer state."""
+    env, eval_env = make_envs(c)
+    key, env_key, net_key = jax.random.split(key, 3)
+    network = ActorCritic(
+        env.obs_shape,
+        env.action_dim,
+        continuous=not env.is_discrete,
+        hidden_sizes=c.hidden_sizes,
+        activation=c.activation,
+        shared_torso=c.shared_torso,
+        log_std_init=c.log_std_init,
+        key=net_key,
+    )
+    opt_state = make_optimizer(c, total_updates).init(eqx.filter(network, eqx.is_inexact_array))
+    return PGState(
+        c, env, eval_env, env.reset(env_key), network, opt_state, key, jnp.zeros((), jnp.int32)
+    )
+
+
+def _to_env(env: VecEnv, action: Array) -> Array:
+    if env.is_discrete:
+        return action
+    low, high = env.action_bounds
+    return clip_action(action, low, high)
+
+
+def act_fn(network: ActorCritic, env: VecEnv):
+    """Sampling policy for ``rollout.collect``: stores the raw sample, its log-prob and V(s);
+    sends the env the sample clipped into the action box."""
+
+    def act(key: PRNGKeyArray, obs: Array):
+        dist, value = jax.vmap(network)(obs)
+        action = dist.sample(key)
+        return _to_env(env, action), action, {"log_prob": dist.log_prob(action), "value": value}
+
+    return act
+
+
+def evaluate(state: PGState) -> tuple[PGState, dict[str, Array]]:
+    """Mean return of one greedy episode (mode of π) on each of ``eval_envs`` separate envs."""
+    key, eval_key = jax.random.split(state.key)
+
+    def greedy(obs):
+        dist, _ = jax.vmap(state.network)(obs)
+        return _to_env(state.eval_env, dist.mode())
+
+    returns = greedy_episode_returns(eval_key, state.eval_env, greedy)
+    state = eqx.tree_at(lambda s: s.key, state, key)
+    return state, {"eval_return": jnp.mean(returns), "eval_env_steps": state.env_steps}
+
+
+def values_of(network: ActorCritic, obs: Array) -> Float[Array, "T N"]:
+    """``V(obs)`` over leading ``[T, N]`` axes."""
+    flat = obs.reshape(-1, *obs.shape[2:])
+    return jax.vmap(network)(flat)[1].reshape(obs.shape[:2])
+
+
+def apply_gradients(
+    network: ActorCritic, opt_state: Any, grads: Any, optimizer: optax.GradientTransformation
+) -> tuple[ActorCritic, Any]:
+    """One optimizer step on the network."""
+    params = eqx.filter(network, eqx.is_inexact_array)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return eqx.apply_updates(network, updates), opt_state
+
+
+def collect_rollout(state: PGState) -> tuple[PGState, Rollout, dict[str, Array]]:
+    """``num_steps`` steps of every env under the current policy; env state and key advance."""
+    key, rollout_key = jax.random.split(state.key)
+    act = act_fn(state.network, state.env)
+    env_state, rollout, episodes = collect(
+        rollout_key, state.env, state.env_state, act, state.config.num_steps
+    )
+    return eqx.tree_at(lambda s: (s.env_state, s.key), state, (env_state, key)), rollout, episodes
+
+
+def finish_iteration(
+    state: PGState, network: ActorCritic, opt_state: Any, metrics: dict[str, Array]
+) -> tuple[PGState, dict[str, Array]]:
+    """Store the updated network, count the iteration, add ``env_steps`` to the metrics."""
+    state = eqx.tree_at(
+        lambda s: (s.network, s.opt_state, s.iteration),
+        state,
+        (network, opt_state, state.iteration + 1),
+    )
+    return state, {**metrics, "env_steps": state.env_steps}
+
+
+def one_update_step(loss: Callable[[ActorCritic, Rollout, Any], tuple[Array, dict]], doc: str):
+    """``step`` for algorithms that take ONE gradient step per rollout on ``loss``."""
+
+    def step(state: PGState) -> tuple[PGState, dict[str, Array]]:
+        state, rollout, episodes = collect_rollout(state)
+        grad_fn = eqx.filter_value_and_grad(loss, has_aux=True)
+        (value, info), grads = grad_fn(state.network, rollout, state.config)
+        optimizer = make_optimizer(state.config)
+        network, opt_state = apply_gradients(state.network, state.opt_state, grads, optimizer)
+        return finish_iteration(state, network, opt_state, {"loss": value, **info, **episodes})
+
+    step.__doc__ = doc
+    return step
+
+
+def make_train(
+    config: PGConfig,
+    step: Callable[[PGState], tuple[PGState, dict[str, Array]]],
+    init: Callable[[PRNGKeyArray, Any], PGState] = init_state,
+):
+    """``train(key)`` for a policy-gradient ``step``; all checks run here, before any compile."""
+    check_pg_config(config)
+    make_envs(config)
+    num_periods, period = schedule(config)
+
+    def train(key: PRNGKeyArray) -> tuple[PGState, dict[str, Array]]:
+        return run_periods(step, evaluate, init(key, config), num_periods, period)
+
+    return train

@@ -1,0 +1,153 @@
+"""Tests for purerl/algorithms/rollout.py: ``collect`` on probe environments (shapes, episode
+boundaries, true final observations, episode metrics, determinism) and ``Rollout.discount``."""
+
+from __future__ import annotations
+
+import functools
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from purerl.algorithms.rollout import Rollout, collect
+from purerl.envs import VecEnv
+
+T, N = 12, 3  # one shape for every rollout: each new one compiles the scan again
+GAMMA = 0.9
+
+
+def zero_act(key, obs):
+    n = obs.shape[0]
+    zeros = jnp.zeros((n,), jnp.int32)
+    return zeros, zeros, {"value": jnp.zeros((n,), jnp.float32)}
+
+
+def random_act(key, obs):
+    action = jax.random.randint(key, (obs.shape[0],), 0, 2).astype(jnp.int32)
+    return action, action, {"obs_seen": obs[:, 0], "key": key}
+
+
+@functools.cache
+def make_env(env_id):
+    return VecEnv.make(env_id, num_envs=N)  # one instance per id: jit caches on it
+
+
+collect_jit = eqx.filter_jit(collect)  # the env object, act and T are static
+
+
+def run(env_id, act=zero_act, seed=0):
+    env = make_env(env_id)
+    reset_key, key = jax.random.split(jax.random.PRNGKey(seed))
+    new_state, rollout, metrics = collect_jit(key, env, env.reset(reset_key), act, T)
+    return env, new_state, jax.tree.map(np.asarray, rollout), jax.tree.map(np.asarray, metrics)
+
+
+@pytest.fixture(scope="module")
+def time_limit():
+    return run("TimeLimit-probe")
+
+
+@pytest.fixture(scope="module")
+def two_step():
+    return run("TwoStep-probe")
+
+
+def test_collect_shapes_are_time_major(time_limit):
+    _, state, ro, metrics = time_limit
+    assert isinstance(ro, Rollout)
+    assert ro.obs.shape == (T, N, 1) and ro.next_obs.shape == (T, N, 1)
+    assert ro.action.shape == (T, N) and ro.action.dtype == np.int32
+    for x in (ro.reward, ro.terminated, ro.truncated, ro.done):
+        assert x.shape == (T, N)
+    assert ro.terminated.dtype == np.bool_ and ro.truncated.dtype == np.bool_
+    assert set(ro.extras) == {"value"} and ro.extras["value"].shape == (T, N)
+    assert state.obs.shape == (N, 1)
+    assert {k: v.shape for k, v in metrics.items()} == {
+        "episode_return": (),
+        "episode_length": (),
+        "episode_count": (),
+    }
+
+
+def test_collect_time_limit_truncates_every_five_steps(time_limit):
+    _, state, ro, _ = time_limit
+    cut = (np.arange(T) + 1) % 5 == 0  # steps 4 and 9
+    np.testing.assert_array_equal(ro.truncated, np.broadcast_to(cut[:, None], (T, N)))
+    assert not ro.terminated.any()
+    np.testing.assert_array_equal(ro.done, ro.truncated)
+    np.testing.assert_array_equal(ro.reward, 1.0)
+    # the running episode carries over: 12 steps = 5 + 5 + 2
+    np.testing.assert_array_equal(state.episode_length, T % 5)
+    np.testing.assert_array_equal(state.episode_return, float(T % 5))
+
+
+def test_collect_episode_metrics(time_limit):
+    _, _, _, metrics = time_limit
+    assert int(metrics["episode_count"]) == 2 * N  # two finished episodes per env
+    assert float(metrics["episode_return"]) == 5.0
+    assert float(metrics["episode_length"]) == 5.0
+
+
+def test_collect_next_obs_is_true_final_obs(two_step):
+    # TwoStep: obs 0 then 1, ends after 2 steps: the reset obs (0) follows the final one (1)
+    _, _, ro, metrics = two_step
+    first = np.arange(T) % 2 == 0
+    np.testing.assert_array_equal(
+        ro.obs[..., 0], np.broadcast_to(np.where(first, 0.0, 1.0)[:, None], (T, N))
+    )
+    np.testing.assert_array_equal(ro.next_obs[..., 0], 1.0)
+    np.testing.assert_array_equal(ro.terminated, np.broadcast_to(~first[:, None], (T, N)))
+    # where no episode ended, next_obs is the next step's obs; where one ended, it is not
+    cont = ~ro.done[:-1]
+    np.testing.assert_array_equal(ro.next_obs[:-1][cont], ro.obs[1:][cont])
+    assert (ro.next_obs[:-1][ro.done[:-1]] != ro.obs[1:][ro.done[:-1]]).all()
+    assert int(metrics["episode_count"]) == (T // 2) * N
+    assert float(metrics["episode_return"]) == 1.0 and float(metrics["episode_length"]) == 2.0
+
+
+def test_discount_truncation_keeps_gamma(time_limit):
+    _, _, ro, _ = time_limit
+    np.testing.assert_allclose(ro.discount(GAMMA), GAMMA, rtol=1e-6)
+
+
+def test_discount_termination_is_zero(two_step):
+    _, _, ro, _ = two_step
+    expected = np.where(ro.terminated, 0.0, GAMMA)
+    assert (expected == 0).any() and (expected > 0).any()
+    np.testing.assert_allclose(ro.discount(GAMMA), expected, rtol=1e-6)
+
+
+def test_discount_constant_reward_probe_terminates_every_step():
+    _, _, ro, metrics = run("ConstantReward-probe")
+    assert ro.terminated.all() and not ro.truncated.any()
+    np.testing.assert_array_equal(ro.discount(GAMMA), 0.0)
+    np.testing.assert_array_equal(ro.reward, 1.0)
+    assert int(metrics["episode_count"]) == T * N and float(metrics["episode_return"]) == 1.0
+    # γ may be traced (e.g. a swept hyperparameter)
+    d = jax.jit(lambda r, g: r.discount(g))(ro, 0.5)
+    np.testing.assert_array_equal(d, 0.0)
+
+
+def test_collect_same_key_same_rollout_other_key_differs():
+    # random signs and random actions: everything in the rollout depends on the key
+    _, _, a, _ = run("ObsActionReward-probe", random_act, seed=1)
+    _, _, b, _ = run("ObsActionReward-probe", random_act, seed=1)
+    _, _, c, _ = run("ObsActionReward-probe", random_act, seed=2)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert (a.obs != c.obs).any() and (a.action != c.action).any()
+    # extras are recorded per step: the act function saw exactly the stored obs
+    np.testing.assert_array_equal(a.extras["obs_seen"], a.obs[..., 0])
+    assert len({tuple(k) for k in a.extras["key"]}) == T  # a fresh action key every step
+    np.testing.assert_array_equal(a.reward, np.where(a.action == (a.obs[..., 0] > 0), 1.0, -1.0))
+
+
+def test_collect_eager_matches_jit(time_limit):
+    env, _, ro, metrics = time_limit
+    reset_key, key = jax.random.split(jax.random.PRNGKey(0))
+    _, ro_eager, metrics_eager = collect(key, env, env.reset(reset_key), zero_act, T)
+    jitted, eager = jax.tree.leaves((ro, metrics)), jax.tree.leaves((ro_eager, metrics_eager))
+    for x, y in zip(jitted, eager, strict=True):
+        np.testing.assert_array_equal(x, np.asarray(y))
