@@ -31,7 +31,7 @@ def run_cell(seeds: int, steps: int) -> dict:
     from purerl.experiment import seed_sharding
 
     config = dqn.Config(env_id="CartPole-v1", total_steps=steps)
-    sharding = seed_sharding(seeds)  # all host devices that divide the seed count
+    sharding = seed_sharding(seeds, jax.devices())  # all host devices dividing the seed count
     keys = jax.device_put(jax.random.split(jax.random.PRNGKey(0), seeds), sharding)
     t0 = time.perf_counter()
     train = jax.jit(jax.vmap(dqn.make_train(config)), out_shardings=sharding)
@@ -75,7 +75,10 @@ def fresh_process(seeds: int, steps: int, devices: int, taskset: str | None) -> 
     cmd = [sys.executable, __file__, "--cell", str(seeds), "--steps", str(steps)]
     if taskset:
         cmd = ["taskset", "-c", taskset, *cmd]
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    env = {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+    }
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 

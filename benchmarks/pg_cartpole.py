@@ -52,7 +52,7 @@ def run_cell(algo: str, env: str, seeds: int) -> dict:
 
     module = ALGORITHMS[algo]
     config = module.Config(env_id=env, **CELLS[(algo, env)])
-    sharding = seed_sharding(seeds)
+    sharding = seed_sharding(seeds, jax.devices())
     keys = jax.device_put(jax.random.split(jax.random.PRNGKey(0), seeds), sharding)
     t0 = time.perf_counter()
     train = jax.jit(jax.vmap(module.make_train(config)), out_shardings=sharding)
@@ -89,7 +89,10 @@ def run_cell(algo: str, env: str, seeds: int) -> dict:
 
 def fresh_process(algo: str, env: str, seeds: int, devices: int) -> dict:
     cmd = [sys.executable, __file__, "--cell", algo, env, str(seeds)]
-    env_vars = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    env_vars = {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+    }
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env_vars).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -148,7 +151,7 @@ def main() -> None:
     )
     p.add_argument("--algos", nargs="+", default=["reinforce", "a2c", "ppo"])
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 8, 64])
-    p.add_argument("--devices", type=int, default=2, help="XLA host devices (seeds sharded)")
+    p.add_argument("--devices", type=int, default=1, help="XLA host devices (seeds sharded)")
     p.add_argument("--pendulum-seeds", type=int, nargs="*", default=[8])
     p.add_argument("--cell", nargs=3, default=None, help=argparse.SUPPRESS)
     p.add_argument("--json", type=Path, default=HERE / "results" / "pg.json")

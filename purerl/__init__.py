@@ -2,18 +2,35 @@
 
 Three levels, each usable alone:
 
-* pieces: ``td_update``, ``replay.init/add/sample``, ``epsilon_greedy``, ``discounted_returns``...
+* pieces: ``td_update``, ``reinforce_loss``, ``ppo_loss``, ``replay.init/add/sample``,
+  ``epsilon_greedy``, ``discounted_returns``, ``gae``...
   pure functions over Equinox modules and pytrees, callable eagerly or under ``jit``;
-* algorithms: ``purerl.algorithms.dqn`` with ``Config``, ``init``, ``step``, ``make_train``;
+* algorithms: ``purerl.algorithms.dqn`` / ``reinforce`` / ``a2c`` / ``ppo``, each with
+  ``Config``, ``init``, ``step``, ``evaluate``, ``make_train``;
   ``jax.jit(jax.vmap(make_train(config)))(keys)`` trains one agent per key;
 * experiments: ``purerl.run(...)`` and the ``purerl`` command.
 """
 
 from purerl import algorithms, envs, replay
 from purerl.experiment import Result, run
-from purerl.networks import MLP, QNetwork
-from purerl.policies import epsilon_greedy, greedy, linear_schedule
-from purerl.returns import discounted_returns, n_step_targets
+from purerl.networks import MLP, ActorCritic, PolicyNetwork, QNetwork, ValueNetwork
+from purerl.policies import (
+    Categorical,
+    DiagGaussian,
+    clip_action,
+    epsilon_greedy,
+    greedy,
+    linear_schedule,
+)
+from purerl.policy_gradient import (
+    a2c_loss,
+    clipped_value_loss,
+    masked_mean,
+    ppo_clipped_surrogate,
+    ppo_loss,
+    reinforce_loss,
+)
+from purerl.returns import discounted_returns, gae, lambda_returns, n_step_targets
 from purerl.types import Timestep, Transition
 from purerl.value import (
     double_q_learning_td_error,
@@ -36,6 +53,20 @@ __all__ = [
     "Result",
     "MLP",
     "QNetwork",
+    "PolicyNetwork",
+    "ValueNetwork",
+    "ActorCritic",
+    "Categorical",
+    "DiagGaussian",
+    "clip_action",
+    "reinforce_loss",
+    "a2c_loss",
+    "ppo_clipped_surrogate",
+    "clipped_value_loss",
+    "ppo_loss",
+    "masked_mean",
+    "gae",
+    "lambda_returns",
     "greedy",
     "epsilon_greedy",
     "linear_schedule",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -75,19 +74,8 @@ def _print_table(result) -> None:
         print(f"results written to {result.out}")
 
 
-def use_all_cpu_cores() -> None:
-    """One XLA host device per core, so seeds sharded over devices use every core. Only takes
-    effect before JAX starts its backend (true when the command starts), and never overrides a
-    device count the user set."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" not in flags:
-        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count or 1}"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``purerl`` command; returns the exit status."""
-    use_all_cpu_cores()
     args = _parser().parse_args(argv)
     if args.command == "envs":
         from purerl.envs import registered

@@ -120,11 +120,17 @@ def _seed_keys(seeds: int, seed_offset: int) -> jax.Array:
 
 
 def seed_sharding(seeds: int, devices: list[jax.Device] | None = None) -> NamedSharding:
-    """Sharding of the seed axis over as many ``devices`` (default: all local ones) as divide
-    ``seeds`` evenly. On a CPU, start Python with
-    ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>`` to get one device per core
-    (the ``purerl`` command does this for you): each device runs its seeds on its own thread."""
-    devices = list(jax.local_devices() if devices is None else devices)
+    """Sharding of the seed axis over as many ``devices`` as divide ``seeds`` evenly.
+
+    Default devices: all local accelerators; on a CPU, one device. Sharding over several CPU
+    host devices (``XLA_FLAGS=--xla_force_host_platform_device_count=N``, then pass
+    ``devices=jax.devices()``) runs each device's seeds on its own core — twice the DQN
+    throughput on 2 cores — as an opt-in.
+    """
+    if devices is None:
+        local = jax.local_devices()
+        devices = local[:1] if local[0].platform == "cpu" else local
+    devices = list(devices)
     n = math.gcd(int(seeds), len(devices))
     return NamedSharding(Mesh(np.array(devices[:n]), ("seeds",)), PartitionSpec("seeds"))
 
@@ -174,8 +180,8 @@ def run(
             ``summary.json`` (nothing is written when ``None``).
         overwrite: replace a non-empty ``out`` instead of refusing.
         progress: show a progress bar on stderr.
-        devices: devices to shard the seed axis over (default: all local devices that divide
-            ``seeds``); the results do not depend on it.
+        devices: devices to shard the seed axis over (default: all local accelerators, or one
+            CPU device; see ``seed_sharding``); the results do not depend on it.
 
     Example:
         >>> result = purerl.run("dqn", "CartPole-v1", seeds=4, steps=50_000)

@@ -19,6 +19,7 @@ __all__ = [
     "ValueNetwork",
     "ActorCritic",
     "orthogonal_linear",
+    "orthogonal_matrix",
 ]
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
@@ -118,6 +119,28 @@ class QNetwork(eqx.Module):
         return q
 
 
+def orthogonal_matrix(key: PRNGKeyArray, rows: int, cols: int, scale: float = 1.0) -> Array:
+    """A random ``[rows, cols]`` matrix with orthonormal columns (or rows), times ``scale``.
+
+    Gram–Schmidt (applied twice per column for stability) on a Gaussian matrix, written in
+    plain XLA ops: ``jax.nn.initializers.orthogonal`` calls LAPACK's batched QR, whose
+    thread-pool fan-out deadlocked here (jaxlib 0.10.2, 2-core CPU) when network init was
+    vmapped over seeds.
+    """
+    n, m = max(rows, cols), min(rows, cols)
+    a = jax.random.normal(key, (n, m), jnp.float32)
+
+    def next_column(q, j):
+        v = jnp.take(a, j, axis=1)
+        for _ in range(2):
+            v = v - q @ (q.T @ v)
+        q = q.at[:, j].set(v / jnp.linalg.norm(v))
+        return q, None
+
+    q, _ = jax.lax.scan(next_column, jnp.zeros((n, m), jnp.float32), jnp.arange(m))
+    return scale * (q if rows >= cols else q.T)
+
+
 def orthogonal_linear(
     in_size: int, out_size: int, scale: float, *, key: PRNGKeyArray
 ) -> eqx.nn.Linear:
@@ -127,7 +150,7 @@ def orthogonal_linear(
     details of PPO"): gain √2 for hidden layers, 0.01 for the policy head, 1 for the value head.
     """
     layer = eqx.nn.Linear(in_size, out_size, key=key)
-    weight = jax.nn.initializers.orthogonal(scale)(key, (out_size, in_size), jnp.float32)
+    weight = orthogonal_matrix(key, out_size, in_size, scale)
     layer = eqx.tree_at(lambda m: m.weight, layer, weight)
     return eqx.tree_at(lambda m: m.bias, layer, jnp.zeros((out_size,), jnp.float32))
 

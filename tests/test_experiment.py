@@ -91,8 +91,7 @@ def test_bad_input_raises_a_clear_error(kwargs, message):
         purerl.run(**{"algorithm": "dqn", **kwargs}, progress=False)
 
 
-def test_cli_trains_prints_a_table_and_shows_progress(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("XLA_FLAGS", "")  # main() adds a device count; keep it out of os.environ
+def test_cli_trains_prints_a_table_and_shows_progress(tmp_path, capsys):
     out = tmp_path / "cli"
     sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
     code = main(
@@ -117,8 +116,7 @@ def test_cli_trains_prints_a_table_and_shows_progress(tmp_path, capsys, monkeypa
     assert (out / "metrics.npz").exists()
 
 
-def test_cli_reports_bad_input_without_a_traceback(capsys, monkeypatch):
-    monkeypatch.setenv("XLA_FLAGS", "")
+def test_cli_reports_bad_input_without_a_traceback(capsys):
     code = main(["train", "dqn", "--env", "CartPol-v1"])
     assert code == 2
     assert "Did you mean 'CartPole-v1'" in capsys.readouterr().err
@@ -136,7 +134,7 @@ import purerl
 tiny = json.loads(sys.argv[1])
 assert len(jax.devices()) == 4
 kw = dict(seeds=4, steps=400, overrides=tiny, progress=False)
-sharded = purerl.run("dqn", "ObsReward-probe", **kw)
+sharded = purerl.run("dqn", "ObsReward-probe", devices=jax.devices(), **kw)
 assert len(sharded.state.iteration.sharding.device_set) == 4
 single = purerl.run("dqn", "ObsReward-probe", devices=jax.devices()[:1], **kw)
 assert len(single.state.iteration.sharding.device_set) == 1
@@ -158,7 +156,10 @@ def test_seeds_sharded_over_4_host_devices_equal_the_unsharded_run():
     import subprocess
     import sys
 
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+    }
     done = subprocess.run(
         [sys.executable, "-c", SHARDED, json.dumps(TINY)],
         env=env,
@@ -168,3 +169,40 @@ def test_seeds_sharded_over_4_host_devices_equal_the_unsharded_run():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "SAME" in done.stdout
+
+
+@pytest.mark.parametrize("algorithm", ["reinforce", "a2c", "ppo"])
+def test_cli_trains_the_policy_gradient_algorithms(algorithm, tmp_path, capsys):
+    sets = [
+        "--set",
+        "num_envs=2",
+        "--set",
+        "num_steps=8",
+        "--set",
+        "eval_every=64",
+        "--set",
+        "eval_envs=2",
+        "--set",
+        "hidden_sizes=8",
+    ]
+    if algorithm == "ppo":
+        sets += ["--set", "num_minibatches=2"]
+    code = main(
+        [
+            "train",
+            algorithm,
+            "--env",
+            "ContinuousTarget-probe",
+            "--steps",
+            "128",
+            "--seeds",
+            "2",
+            "--out",
+            str(tmp_path / algorithm),
+            "--no-progress",
+            *sets,
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert f"{algorithm} on ContinuousTarget-probe" in capsys.readouterr().out
+    assert (tmp_path / algorithm / "summary.json").exists()

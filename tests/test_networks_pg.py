@@ -185,3 +185,18 @@ def test_wrong_obs_shape_raises(key, build):
     for bad in (OBS_BATCH, jnp.ones((5,)), jnp.ones(()), jnp.ones((2, 2))):
         with pytest.raises(ValueError, match=r"^obs:"):
             net(bad)
+
+
+def test_orthogonal_init_uses_no_lapack_qr_so_vmapped_init_cannot_deadlock():
+    """jax.nn.initializers.orthogonal lowers to LAPACK's batched QR, which deadlocked the
+    2-core CPU when init was vmapped over seeds; purerl's initialiser is plain XLA ops."""
+    from purerl.networks import ActorCritic, orthogonal_matrix
+
+    def init(key):
+        return ActorCritic((4,), 2, key=key)
+
+    keys = jax.random.split(jax.random.PRNGKey(0), 8)
+    hlo = jax.jit(jax.vmap(init)).lower(keys).as_text()
+    assert "geqrf" not in hlo and "lapack" not in hlo  # jax's orthogonal init lowers to geqrf
+    w = np.asarray(orthogonal_matrix(jax.random.PRNGKey(1), 8, 8, 1.0))
+    np.testing.assert_allclose(w @ w.T, np.eye(8), atol=1e-5)

@@ -12,7 +12,9 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
+from purerl import running_stats
 from purerl.algorithms.common import (
+    check_shared_fields,
     greedy_episode_returns,
     iteration_schedule,
     require,
@@ -20,7 +22,7 @@ from purerl.algorithms.common import (
 )
 from purerl.algorithms.rollout import Rollout, collect
 from purerl.envs import VecEnv, VecEnvState
-from purerl.networks import ACTIVATIONS, ActorCritic
+from purerl.networks import ActorCritic
 from purerl.policies import clip_action
 
 __all__ = [
@@ -39,6 +41,8 @@ __all__ = [
 class PGConfig(eqx.Module):
     """Fields every policy-gradient algorithm shares (each algorithm's ``Config`` adds its own).
 
+    ``normalize_observations`` feeds every network ``(obs − mean) / std`` with running
+    statistics of the observations collected so far (clipped to ±10).
     ``action_space`` is ``"auto"`` (follow the env), or ``"discrete"`` / ``"continuous"`` to
     insist on one: a mismatch with the env raises ``ValueError``.
     """
@@ -51,6 +55,7 @@ class PGConfig(eqx.Module):
     activation: str = eqx.field(static=True, default="tanh")
     shared_torso: bool = eqx.field(static=True, default=False)
     action_space: str = eqx.field(static=True, default="auto")
+    normalize_observations: bool = eqx.field(static=True, default=False)
     eval_every: int = eqx.field(static=True, default=10_240)
     eval_envs: int = eqx.field(static=True, default=8)
     learning_rate: float | Float[Array, ""] = 2.5e-4
@@ -65,27 +70,13 @@ class PGConfig(eqx.Module):
 
 def check_pg_config(c: PGConfig) -> None:
     """Environment-free checks; ``ValueError`` naming the first bad field."""
-    for name in ("total_steps", "num_envs", "num_steps", "eval_every", "eval_envs"):
-        require(getattr(c, name) > 0, name, f"must be > 0, got {getattr(c, name)}")
-    require(
-        len(c.hidden_sizes) > 0 and all(h > 0 for h in c.hidden_sizes),
-        "hidden_sizes",
-        f"must be a non-empty tuple of positive sizes, got {c.hidden_sizes}",
-    )
-    require(
-        c.activation in ACTIVATIONS,
-        "activation",
-        f"must be one of {sorted(ACTIVATIONS)}, got {c.activation!r}",
-    )
+    check_shared_fields(c, ("total_steps", "num_envs", "num_steps", "eval_every", "eval_envs"))
     require(
         c.action_space in ("auto", "discrete", "continuous"),
         "action_space",
         f"must be 'auto', 'discrete' or 'continuous', got {c.action_space!r}",
     )
-    require((c.gamma > 0) & (c.gamma <= 1), "gamma", f"must be in (0, 1], got {c.gamma}")
-    require(c.learning_rate > 0, "learning_rate", f"must be > 0, got {c.learning_rate}")
     require(c.entropy_coef >= 0, "entropy_coef", f"must be >= 0, got {c.entropy_coef}")
-    require(c.max_grad_norm > 0, "max_grad_norm", f"must be > 0, got {c.max_grad_norm}")
     schedule(c)
 
 
@@ -117,8 +108,15 @@ class PGState(eqx.Module):
     env_state: VecEnvState
     network: ActorCritic
     opt_state: Any
+    obs_stats: running_stats.RunningStats
     key: PRNGKeyArray
     iteration: Int[Array, ""]
+
+    def observe(self, obs: Array) -> Array:
+        """What the network sees: ``obs``, normalised if the config asks for it."""
+        if self.config.normalize_observations:
+            return running_stats.normalize(self.obs_stats, obs)
+        return obs
 
     @property
     def env_steps(self) -> Int[Array, ""]:
@@ -150,8 +148,17 @@ def init_state(key: PRNGKeyArray, c: PGConfig, total_updates: int | None = None)
         key=net_key,
     )
     opt_state = make_optimizer(c, total_updates).init(eqx.filter(network, eqx.is_inexact_array))
+    stats = running_stats.init(env.obs_shape)
     return PGState(
-        c, env, eval_env, env.reset(env_key), network, opt_state, key, jnp.zeros((), jnp.int32)
+        c,
+        env,
+        eval_env,
+        env.reset(env_key),
+        network,
+        opt_state,
+        stats,
+        key,
+        jnp.zeros((), jnp.int32),
     )
 
 
@@ -162,12 +169,13 @@ def _to_env(env: VecEnv, action: Array) -> Array:
     return clip_action(action, low, high)
 
 
-def act_fn(network: ActorCritic, env: VecEnv):
+def act_fn(network: ActorCritic, env: VecEnv, observe: Callable[[Array], Array] = lambda o: o):
     """Sampling policy for ``rollout.collect``: stores the raw sample, its log-prob and V(s);
-    sends the env the sample clipped into the action box."""
+    sends the env the sample clipped into the action box. ``observe`` maps env observations
+    to network inputs."""
 
     def act(key: PRNGKeyArray, obs: Array):
-        dist, value = jax.vmap(network)(obs)
+        dist, value = jax.vmap(network)(observe(obs))
         action = dist.sample(key)
         return _to_env(env, action), action, {"log_prob": dist.log_prob(action), "value": value}
 
@@ -179,7 +187,7 @@ def evaluate(state: PGState) -> tuple[PGState, dict[str, Array]]:
     key, eval_key = jax.random.split(state.key)
 
     def greedy(obs):
-        dist, _ = jax.vmap(state.network)(obs)
+        dist, _ = jax.vmap(state.network)(state.observe(obs))
         return _to_env(state.eval_env, dist.mode())
 
     returns = greedy_episode_returns(eval_key, state.eval_env, greedy)
@@ -203,13 +211,26 @@ def apply_gradients(
 
 
 def collect_rollout(state: PGState) -> tuple[PGState, Rollout, dict[str, Array]]:
-    """``num_steps`` steps of every env under the current policy; env state and key advance."""
+    """``num_steps`` steps of every env under the current policy; env state and key advance.
+
+    With observation normalisation the rollout holds the normalised observations (with the
+    statistics the policy acted on), and the statistics then absorb the new raw ones.
+    """
     key, rollout_key = jax.random.split(state.key)
-    act = act_fn(state.network, state.env)
+    act = act_fn(state.network, state.env, state.observe)
     env_state, rollout, episodes = collect(
         rollout_key, state.env, state.env_state, act, state.config.num_steps
     )
-    return eqx.tree_at(lambda s: (s.env_state, s.key), state, (env_state, key)), rollout, episodes
+    stats = state.obs_stats
+    if state.config.normalize_observations:
+        stats = running_stats.update(stats, rollout.obs)
+        rollout = eqx.tree_at(
+            lambda r: (r.obs, r.next_obs),
+            rollout,
+            (state.observe(rollout.obs), state.observe(rollout.next_obs)),
+        )
+    state = eqx.tree_at(lambda s: (s.env_state, s.obs_stats, s.key), state, (env_state, stats, key))
+    return state, rollout, episodes
 
 
 def finish_iteration(

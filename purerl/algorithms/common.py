@@ -12,10 +12,12 @@ import numpy as np
 from jaxtyping import Array, PRNGKeyArray
 
 from purerl.envs import VecEnv
+from purerl.networks import ACTIVATIONS
 from purerl.types import Timestep
 
 __all__ = [
     "require",
+    "check_shared_fields",
     "is_concrete",
     "iteration_schedule",
     "run_periods",
@@ -40,6 +42,26 @@ def require(ok: Any, field: str, message: str) -> None:
         return
     if not bool(np.all(np.asarray(ok))):
         raise ValueError(f"{field}: {message}")
+
+
+def check_shared_fields(c: Any, positive: tuple[str, ...]) -> None:
+    """Checks every algorithm's config needs: the named integer fields are > 0, the network
+    sizes and activation exist, γ ∈ (0, 1], learning rate and gradient-norm bound > 0."""
+    for name in positive:
+        require(getattr(c, name) > 0, name, f"must be > 0, got {getattr(c, name)}")
+    require(
+        len(c.hidden_sizes) > 0 and all(h > 0 for h in c.hidden_sizes),
+        "hidden_sizes",
+        f"must be a non-empty tuple of positive sizes, got {c.hidden_sizes}",
+    )
+    require(
+        c.activation in ACTIVATIONS,
+        "activation",
+        f"must be one of {sorted(ACTIVATIONS)}, got {c.activation!r}",
+    )
+    require((c.gamma > 0) & (c.gamma <= 1), "gamma", f"must be in (0, 1], got {c.gamma}")
+    require(c.learning_rate > 0, "learning_rate", f"must be > 0, got {c.learning_rate}")
+    require(c.max_grad_norm > 0, "max_grad_norm", f"must be > 0, got {c.max_grad_norm}")
 
 
 def iteration_schedule(

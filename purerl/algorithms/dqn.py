@@ -21,6 +21,7 @@ from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from purerl import replay
 from purerl.algorithms.common import (
+    check_shared_fields,
     finished_episode_stats,
     greedy_episode_returns,
     iteration_schedule,
@@ -28,7 +29,7 @@ from purerl.algorithms.common import (
     run_periods,
 )
 from purerl.envs import VecEnv, VecEnvState, to_transition
-from purerl.networks import ACTIVATIONS, QNetwork
+from purerl.networks import QNetwork
 from purerl.policies import epsilon_greedy, greedy, linear_schedule
 from purerl.types import Transition
 from purerl.value import periodic_update, td_update
@@ -71,7 +72,7 @@ class Config(eqx.Module):
 
 def check_config(c: Config) -> None:
     """Raise ``ValueError`` naming the first bad field (environment-free checks)."""
-    for name in (
+    positive = (
         "total_steps",
         "num_envs",
         "buffer_size",
@@ -80,8 +81,8 @@ def check_config(c: Config) -> None:
         "target_update_period",
         "eval_every",
         "eval_envs",
-    ):
-        require(getattr(c, name) > 0, name, f"must be > 0, got {getattr(c, name)}")
+    )
+    check_shared_fields(c, positive)
     require(c.learning_starts >= 0, "learning_starts", f"must be >= 0, got {c.learning_starts}")
     require(
         c.batch_size <= c.buffer_size,
@@ -93,24 +94,11 @@ def check_config(c: Config) -> None:
         "num_envs",
         f"num_envs={c.num_envs} transitions per step exceed buffer_size={c.buffer_size}",
     )
-    require(
-        len(c.hidden_sizes) > 0 and all(h > 0 for h in c.hidden_sizes),
-        "hidden_sizes",
-        f"must be a non-empty tuple of positive sizes, got {c.hidden_sizes}",
-    )
-    require(
-        c.activation in ACTIVATIONS,
-        "activation",
-        f"must be one of {sorted(ACTIVATIONS)}, got {c.activation!r}",
-    )
     require(c.loss in ("huber", "squared"), "loss", f"must be 'huber' or 'squared', got {c.loss!r}")
-    require((c.gamma > 0) & (c.gamma <= 1), "gamma", f"must be in (0, 1], got {c.gamma}")
-    require(c.learning_rate > 0, "learning_rate", f"must be > 0, got {c.learning_rate}")
     require((c.tau > 0) & (c.tau <= 1), "tau", f"must be in (0, 1], got {c.tau}")
     for name in ("epsilon_start", "epsilon_end", "exploration_fraction"):
         v = getattr(c, name)
         require((v >= 0) & (v <= 1), name, f"must be in [0, 1], got {v}")
-    require(c.max_grad_norm > 0, "max_grad_norm", f"must be > 0, got {c.max_grad_norm}")
     iteration_schedule(c.total_steps, c.num_envs, c.eval_every)
 
 
