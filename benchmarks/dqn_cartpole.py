@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from bench_common import in_fresh_process, machine
 
 HERE = Path(__file__).resolve().parent
 
@@ -55,32 +53,6 @@ def run_cell(seeds: int, steps: int) -> dict:
         "eval_curve": evals.tolist(),
         "eval_steps": np.asarray(metrics["eval_env_steps"])[0].tolist(),
     }
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import jax
-
-    return f"{cpu}, {os.cpu_count()} cores, {jax.devices()[0].platform}, jax {jax.__version__}"
-
-
-def fresh_process(seeds: int, steps: int, devices: int, taskset: str | None) -> dict:
-    cmd = [sys.executable, __file__, "--cell", str(seeds), "--steps", str(steps)]
-    if taskset:
-        cmd = ["taskset", "-c", taskset, *cmd]
-    env = {
-        **os.environ,
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-    }
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-    return json.loads(out.strip().splitlines()[-1])
 
 
 def table(rows: list[dict]) -> str:
@@ -151,7 +123,10 @@ def main() -> None:
     cells = [(s, d) for s in args.seeds for d in args.devices if d == 1 or s % d == 0]
     for seeds, devices in cells:
         runs = [
-            fresh_process(seeds, args.steps, devices, args.taskset) for _ in range(args.repeats)
+            in_fresh_process(
+                __file__, [str(seeds), "--steps", str(args.steps)], devices, args.taskset
+            )
+            for _ in range(args.repeats)
         ]
         best = min(runs, key=lambda r: r["train_s"])  # least-disturbed timing
         median = sorted(runs, key=lambda r: r["train_s"])[len(runs) // 2]

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from bench_common import in_fresh_process, machine
 
 HERE = Path(__file__).resolve().parent
 
@@ -87,16 +86,6 @@ def run_cell(algo: str, env: str, seeds: int) -> dict:
     }
 
 
-def fresh_process(algo: str, env: str, seeds: int, devices: int) -> dict:
-    cmd = [sys.executable, __file__, "--cell", algo, env, str(seeds)]
-    env_vars = {
-        **os.environ,
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-    }
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env_vars).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
 def table(rows: list[dict]) -> str:
     lines = [
         "| algorithm | env | seeds | CPU devices | compile s | train s | env steps/s (total) "
@@ -166,15 +155,13 @@ def main() -> None:
     rows = []
     for algo, env, seeds in cells:
         devices = args.devices if seeds % args.devices == 0 else 1
-        rows.append(fresh_process(algo, env, seeds, devices))
+        rows.append(in_fresh_process(__file__, [algo, env, str(seeds)], devices))
         print(table(rows[-1:]).splitlines()[-1], flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     if args.json.exists():
         new = {(r["algo"], r["env"], r["seeds"]) for r in rows}
         old = json.loads(args.json.read_text())["rows"]
         rows = [r for r in old if (r["algo"], r["env"], r["seeds"]) not in new] + rows
-    from dqn_cartpole import machine  # noqa: PLC0415 (same folder)
-
     args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
     plot(rows, args.json.with_suffix(".png"))
     print(table(rows))

@@ -52,15 +52,7 @@ def discounted_returns(
         >>> discounted_returns(jnp.ones(3), jnp.full(3, 0.5))  # [1.75, 1.5, 1.0]
     """
     v_t = jnp.zeros_like(r_t) if v_t is None else v_t
-    done_t = _cut(done_t, r_t)
-
-    def backward(g_next, xs):
-        r, d, v, done = xs
-        g = r + d * jnp.where(done, v, g_next)
-        return g, g
-
-    _, g_t = jax.lax.scan(backward, v_t[-1], (r_t, discount_t, v_t, done_t), reverse=True)
-    return g_t
+    return lambda_returns(r_t, discount_t, v_t, 1.0, done_t=done_t)  # the λ = 1 case
 
 
 def n_step_targets(
