@@ -1,8 +1,9 @@
-"""L4: the ``purerl`` command."""
+"""L4: the ``purerl`` command — ``train``, ``plot``, ``compare``, ``envs``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -22,26 +23,48 @@ def _parse_sets(items: Sequence[str]) -> dict[str, str]:
     return overrides
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="purerl", description="Deep RL as pure JAX functions.")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _parse_sweep(items: Sequence[str]) -> dict[str, list[float]] | None:
+    sweep: dict[str, list[float]] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--sweep: expected key=v1,v2,..., got {item!r}")
+        key, values = item.split("=", 1)
+        try:
+            sweep[key.strip()] = [float(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(
+                f"--sweep: {key.strip()!r} values must be numbers, got {values!r}"
+            ) from None
+    return sweep or None
+
+
+def _add_train(sub) -> None:
     train = sub.add_parser(
         "train",
-        help="train an algorithm on a gymnax env over many seeds",
-        description="Train ALGORITHM over --seeds vmapped seeds with a progress bar; prints the "
-        "final greedy return per seed and writes config and metrics to --out.",
+        help="train an algorithm on a gymnax env over seeds × a hyperparameter grid",
+        description="Train ALGORITHM over --seeds vmapped seeds (× every --sweep point, in one "
+        "compile) with a progress bar; prints the final greedy return per config and writes "
+        "config, metrics, summary and checkpoints to --out. Resume an interrupted run with "
+        "--resume DIR.",
     )
-    train.add_argument("algorithm", choices=sorted(ALGORITHMS), help="algorithm to train")
+    train.add_argument(
+        "algorithm", nargs="?", default=None, help=f"one of {', '.join(sorted(ALGORITHMS))}"
+    )
     train.add_argument(
         "--env", default=None, help="environment id (default: the config's, CartPole-v1)"
     )
-    train.add_argument("--seeds", type=int, default=1, help="number of seeds, vmapped (default 1)")
-    train.add_argument("--seed-offset", type=int, default=0, help="first seed (default 0)")
     train.add_argument(
-        "--steps", type=int, default=None, help="env steps per seed (default: the config's)"
+        "--seeds", type=int, default=None, help="seeds per config, vmapped (default 1)"
+    )
+    train.add_argument("--seed-offset", type=int, default=None, help="first seed (default 0)")
+    train.add_argument(
+        "--steps", type=int, default=None, help="env steps per run (default: the config's)"
     )
     train.add_argument("--out", default=None, help="results folder (default runs/ALGO_ENV_TIME)")
     train.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    train.add_argument(
+        "--resume", metavar="DIR", default=None, help="continue the run in DIR from its checkpoint"
+    )
     train.add_argument(
         "--set",
         dest="sets",
@@ -50,22 +73,92 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config field, e.g. --set learning_rate=3e-4 (repeatable)",
     )
+    train.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="grid over a float field, e.g. --sweep learning_rate=1e-3,3e-4 (repeatable: the "
+        "Cartesian product); every point × seed trains in one compile",
+    )
+    train.add_argument(
+        "--devices",
+        default=None,
+        help="shard runs over N devices, or 'all' (on a CPU: N host devices, one per core)",
+    )
+    train.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=1,
+        metavar="K",
+        help="checkpoint every K evaluation periods and at the end (0: never; default 1)",
+    )
+    train.add_argument(
+        "--tensorboard", action="store_true", help="log to OUT/tensorboard (needs tensorboardX)"
+    )
+    train.add_argument("--wandb", action="store_true", help="log to Weights & Biases")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    envs = sub.add_parser("envs", help="list the environment ids purerl can make")
-    envs.set_defaults(command="envs")
+
+
+def _add_reports(sub) -> None:
+    plot = sub.add_parser(
+        "plot",
+        help="plot learning curves and final performance of finished runs",
+        description="Learning curves (IQM over seeds with a 95%% bootstrap band, one line per "
+        "run × sweep point) and a final-performance interval plot, as PNG and SVG.",
+    )
+    plot.add_argument("runs", nargs="+", metavar="RUN_DIR", help="results folders")
+    plot.add_argument("--out", default=None, help="folder for the figures (default: first run)")
+    plot.add_argument("--metric", default="eval_return", help="metric (default eval_return)")
+    plot.add_argument(
+        "--statistic", default="iqm", choices=["iqm", "mean", "median"], help="over seeds"
+    )
+    compare = sub.add_parser(
+        "compare",
+        help="table of final performance across runs",
+        description="Final performance per run × sweep point: IQM with 95%% bootstrap CI, "
+        "mean ± std, median, and the probability of improving on the first row.",
+    )
+    compare.add_argument("runs", nargs="+", metavar="RUN_DIR", help="results folders")
+    compare.add_argument("--metric", default="eval_return", help="metric (default eval_return)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="purerl", description="Deep RL as pure JAX functions.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_reports(sub)
+    sub.add_parser("envs", help="list the environment ids purerl can make")
     return parser
 
 
-def _print_table(result) -> None:
+def _force_host_devices(devices: str | None) -> None:
+    """On a CPU, JAX shows one device unless told before it starts; harmless on a GPU."""
+    if devices is None or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    if devices != "all" and not devices.isdigit():
+        raise ValueError(f"--devices: expected a number or 'all', got {devices!r}")
+    n = (os.cpu_count() or 1) if devices == "all" else int(devices)
+    flag = f"--xla_force_host_platform_device_count={n}"
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+
+
+def _print_summary(result) -> None:
+    from purerl.sinks import config_label
+
     s = result.summary
-    print(f"\n{result.algorithm} on {result.config.env_id}: final greedy return per seed")
-    print(f"{'seed':>6}  {'return':>10}")
-    for i, r in enumerate(s["final_return_per_seed"]):
-        print(f"{i:>6}  {r:>10.1f}")
-    print(
-        f"{'mean':>6}  {s['final_return_mean']:>10.1f} ± {s['final_return_std']:.1f}"
-        " (std over seeds)"
-    )
+    print(f"\n{result.algorithm} on {result.config.env_id}: final greedy return")
+    if s["configs"] == 1:
+        print(f"{'seed':>6}  {'return':>10}")
+        for i, r in enumerate(s["final_return_per_seed"]):
+            print(f"{i:>6}  {r:>10.1f}")
+    for c, row in enumerate(s["per_config"]):
+        name = config_label(row["point"], c) if s["configs"] > 1 else "all seeds"
+        print(
+            f"{name}: mean {row['mean']:.1f} ± {row['std']:.1f} (std), median "
+            f"{row['median']:.1f}, IQM {row['iqm']:.1f} [{row['iqm_ci_low']:.1f}, "
+            f"{row['iqm_ci_high']:.1f}] (95% CI, {row['seeds']} seeds)"
+        )
     print(
         f"compile {s['compile_seconds']:.1f} s, train {s['train_seconds']:.1f} s, "
         f"{s['env_steps_per_second']:,.0f} env steps/s"
@@ -74,37 +167,104 @@ def _print_table(result) -> None:
         print(f"results written to {result.out}")
 
 
+def _sinks(args) -> list:
+    from purerl import sinks
+
+    out = []
+    if args.tensorboard:
+        out.append(sinks.TensorBoardSink())
+    if args.wandb:
+        out.append(sinks.WandbSink())
+    return out
+
+
+def _train(args) -> int:
+    from purerl import experiment
+
+    common = dict(
+        checkpoint_every=args.checkpoint_every,
+        progress=not args.no_progress,
+        devices=args.devices,
+        sinks=_sinks(args),
+    )
+    if args.resume is not None:
+        if args.out is not None or args.overwrite:
+            raise ValueError("--resume: the run folder is DIR; drop --out/--overwrite")
+        result = experiment.resume(
+            args.resume,
+            algorithm=args.algorithm,
+            env=args.env,
+            steps=args.steps,
+            seeds=args.seeds,
+            seed_offset=args.seed_offset,
+            overrides=_parse_sets(args.sets),
+            sweep=_parse_sweep(args.sweep),
+            **common,
+        )
+    else:
+        if args.algorithm is None:
+            raise ValueError("algorithm: name one, e.g. `purerl train dqn` (or --resume DIR)")
+        out = args.out
+        if out is None:
+            env_name = args.env or "default"
+            out = f"runs/{args.algorithm}_{env_name}_{time.strftime('%Y%m%d-%H%M%S')}"
+        result = experiment.run(
+            args.algorithm,
+            args.env,
+            seeds=1 if args.seeds is None else args.seeds,
+            steps=args.steps,
+            overrides=_parse_sets(args.sets),
+            sweep=_parse_sweep(args.sweep),
+            seed_offset=args.seed_offset or 0,
+            out=out,
+            overwrite=args.overwrite,
+            **common,
+        )
+    _print_summary(result)
+    return 0
+
+
+def _compare(args) -> int:
+    from purerl.experiment import compare
+    from purerl.sinks import config_label
+
+    rows = compare(args.runs, args.metric)
+    print(f"final {args.metric} over seeds (IQM with 95% stratified-bootstrap CI)")
+    header = f"{'run':<40} {'seeds':>5} {'IQM [95% CI]':>24} {'mean ± std':>18} {'median':>8}"
+    print(header + f" {'P(> row 1) [95% CI]':>22}")
+    for row in rows:
+        name = row["run"] if not row["point"] else f"{row['run']} {config_label(row['point'], 0)}"
+        ci = f"{row['iqm']:.1f} [{row['iqm_ci_low']:.1f}, {row['iqm_ci_high']:.1f}]"
+        spread = f"{row['mean']:.1f} ± {row['std']:.1f}"
+        lo, hi = row["p_improve_ci_low"], row["p_improve_ci_high"]
+        p = f"{row['p_improve']:.2f} [{lo:.2f}, {hi:.2f}]"
+        cells = f"{row['seeds']:>5} {ci:>24} {spread:>18} {row['median']:>8.1f} {p:>22}"
+        print(f"{name[-40:]:<40} {cells}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``purerl`` command; returns the exit status."""
     args = _parser().parse_args(argv)
-    if args.command == "envs":
-        from purerl.envs import registered
-
-        print("\n".join(registered()))
-        return 0
-    from purerl.experiment import run
-
-    out = args.out
-    if out is None:
-        env_name = args.env or "default"
-        out = f"runs/{args.algorithm}_{env_name}_{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        result = run(
-            args.algorithm,
-            args.env,
-            seeds=args.seeds,
-            steps=args.steps,
-            overrides=_parse_sets(args.sets),
-            seed_offset=args.seed_offset,
-            out=out,
-            overwrite=args.overwrite,
-            progress=not args.no_progress,
-        )
+        if args.command == "envs":
+            from purerl.envs import registered
+
+            print("\n".join(registered()))
+            return 0
+        if args.command == "train":
+            _force_host_devices(args.devices)
+            return _train(args)
+        if args.command == "plot":
+            from purerl.plotting import plot_runs
+
+            for file in plot_runs(args.runs, args.out, args.metric, args.statistic):
+                print(f"wrote {file}")
+            return 0
+        return _compare(args)
     except ValueError as error:
         print(f"purerl: error: {error}", file=sys.stderr)
         return 2
-    _print_table(result)
-    return 0
 
 
 if __name__ == "__main__":

@@ -29,10 +29,10 @@ def finished_run(tmp_path_factory):
     return result, out
 
 
-def test_run_returns_metrics_per_seed(finished_run):
+def test_run_returns_metrics_per_config_and_seed(finished_run):
     result, _ = finished_run
-    assert result.metrics["eval_return"].shape == (3, 2)
-    assert result.metrics["loss"].shape == (3, 100)  # 400 steps / 4 envs
+    assert result.metrics["eval_return"].shape == (1, 3, 2)  # [configs, seeds, evaluations]
+    assert result.metrics["loss"].shape == (1, 3, 100)  # 400 steps / 4 envs
     assert result.summary["final_return_per_seed"] == [1.0, 1.0, 1.0]  # one step, reward 1
     assert result.state.iteration.tolist() == [100, 100, 100]
 
@@ -46,6 +46,10 @@ def test_run_writes_config_metrics_and_summary(finished_run):
     np.testing.assert_array_equal(npz["loss"], result.metrics["loss"])
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert len(rows) == 3 * 100 and {r["seed"] for r in rows} == {"0", "1", "2"}
+    assert {r["config"] for r in rows} == {"0"}
+    first = [r for r in rows if r["seed"] == "1"][:2]
+    assert [int(r["iteration"]) for r in first] == [0, 1]
+    assert float(first[1]["loss"]) == pytest.approx(float(npz["loss"][0, 1, 1]), rel=1e-5)
     evals = list(csv.DictReader((out / "eval.csv").open()))
     assert [float(r["eval_env_steps"]) for r in evals[:2]] == [200.0, 400.0]
     summary = json.loads((out / "summary.json").read_text())
@@ -63,7 +67,7 @@ def test_a_seed_gives_the_same_run_alone_or_among_others(finished_run):
         overrides=TINY,
         progress=False,
     )
-    np.testing.assert_allclose(alone.metrics["loss"][0], result.metrics["loss"][2], rtol=1e-5)
+    np.testing.assert_allclose(alone.metrics["loss"][0, 0], result.metrics["loss"][0, 2], rtol=1e-5)
 
 
 def test_existing_out_is_not_overwritten_without_permission(finished_run):
@@ -112,7 +116,7 @@ def test_cli_trains_prints_a_table_and_shows_progress(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 0
     assert "mean" in captured.out and "± 0.0" in captured.out
-    assert "400/400" in captured.err  # the progress bar reached the end
+    assert "800/800" in captured.err  # the progress bar reached the end (2 runs × 400 steps)
     assert (out / "metrics.npz").exists()
 
 
@@ -133,10 +137,11 @@ import numpy as np, jax
 import purerl
 tiny = json.loads(sys.argv[1])
 assert len(jax.devices()) == 4
-kw = dict(seeds=4, steps=400, overrides=tiny, progress=False)
-sharded = purerl.run("dqn", "ObsReward-probe", devices=jax.devices(), **kw)
+# 2 learning rates × 4 seeds = 8 runs over 4 devices
+kw = dict(seeds=4, steps=400, overrides=tiny, sweep={"learning_rate": [3e-3, 1e-3]}, progress=False)
+sharded = purerl.run("dqn", "ObsReward-probe", devices="all", **kw)
 assert len(sharded.state.iteration.sharding.device_set) == 4
-single = purerl.run("dqn", "ObsReward-probe", devices=jax.devices()[:1], **kw)
+single = purerl.run("dqn", "ObsReward-probe", devices=1, **kw)
 assert len(single.state.iteration.sharding.device_set) == 1
 # Batched matmuls round differently from unbatched ones (last float32 bit), so losses are
 # compared to 1e-5; what the agents did (returns, counts, evaluations) must match exactly.
@@ -151,7 +156,7 @@ print("SAME")
 """
 
 
-def test_seeds_sharded_over_4_host_devices_equal_the_unsharded_run():
+def test_configs_and_seeds_sharded_over_4_host_devices_equal_the_unsharded_run():
     import os
     import subprocess
     import sys
@@ -206,3 +211,303 @@ def test_cli_trains_the_policy_gradient_algorithms(algorithm, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     assert f"{algorithm} on ContinuousTarget-probe" in capsys.readouterr().out
     assert (tmp_path / algorithm / "summary.json").exists()
+
+
+# ---------------------------------------------------------------- sweeps
+
+
+@pytest.fixture(scope="module")
+def sweep_run(tmp_path_factory):
+    """3 learning rates × 4 seeds, with the compilations counted (jax_log_compiles)."""
+    import logging
+
+    import jax
+
+    out = tmp_path_factory.mktemp("runs") / "sweep"
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("jax")
+    logger.addHandler(handler)
+    jax.config.update("jax_log_compiles", True)
+    try:
+        result = purerl.run(
+            "dqn",
+            "ObsReward-probe",
+            seeds=4,
+            steps=400,
+            overrides=TINY,
+            sweep={"learning_rate": [3e-3, 1e-3, 3e-4]},
+            out=out,
+            progress=False,
+        )
+    finally:
+        jax.config.update("jax_log_compiles", False)
+        logger.removeHandler(handler)
+    compiles = [r.getMessage() for r in records if "Finished XLA compilation" in r.getMessage()]
+    return result, out, compiles
+
+
+def test_a_sweep_of_3_learning_rates_x_4_seeds_compiles_once(sweep_run):
+    result, _, compiles = sweep_run
+    assert sum("jit(train_chunk)" in m for m in compiles) == 1, compiles
+    assert sum("jit(init_batch)" in m for m in compiles) == 1, compiles
+    assert result.metrics["loss"].shape == (3, 4, 100)
+    assert [p["learning_rate"] for p in result.points] == [3e-3, 1e-3, 3e-4]
+    # the swept leaf reached the training state of each run
+    lr = np.asarray(result.state.config.learning_rate).reshape(3, 4)
+    np.testing.assert_allclose(lr, np.array([[3e-3], [1e-3], [3e-4]]).repeat(4, 1), rtol=1e-6)
+
+
+def test_each_sweep_cell_equals_the_same_config_run_alone(sweep_run):
+    result, _, _ = sweep_run
+    alone = purerl.run(
+        "dqn",
+        "ObsReward-probe",
+        seeds=4,
+        steps=400,
+        overrides={**TINY, "learning_rate": 1e-3},
+        progress=False,
+    )
+    # Batched matmuls of different batch sizes round differently in the last float32 bit, so
+    # losses are compared to 1e-5; what the agents did (returns, counts, evaluations) is exact.
+    for k, v in alone.metrics.items():
+        if k in ("loss", "q_mean"):
+            np.testing.assert_allclose(result.metrics[k][1], v[0], rtol=1e-5, atol=1e-6)
+        else:
+            np.testing.assert_array_equal(result.metrics[k][1], v[0], err_msg=k)
+    # and the learning rates matter: the cells are not copies of one another
+    assert not np.allclose(result.metrics["loss"][0], result.metrics["loss"][2])
+
+
+def test_sweep_results_on_disk_have_one_row_per_config_seed_iteration(sweep_run):
+    _, out, _ = sweep_run
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert len(rows) == 3 * 4 * 100
+    assert {(r["config"], r["learning_rate"]) for r in rows} == {
+        ("0", "0.003"),
+        ("1", "0.001"),
+        ("2", "0.0003"),
+    }
+    summary = json.loads((out / "summary.json").read_text())
+    assert [c["point"]["learning_rate"] for c in summary["per_config"]] == [3e-3, 1e-3, 3e-4]
+    assert all(c["iqm_ci_low"] <= c["iqm"] <= c["iqm_ci_high"] for c in summary["per_config"])
+    config = json.loads((out / "config.json").read_text())
+    assert config["sweep"] == {"learning_rate": [3e-3, 1e-3, 3e-4]} and config["seeds"] == 4
+
+
+@pytest.mark.parametrize(
+    "sweep, message",
+    [
+        ({"batch_size": [32, 64]}, r"sweep: 'batch_size' cannot be swept.*learning_rate"),
+        ({"learning_rat": [1e-3]}, r"learning_rat: .*'learning_rate'"),
+        ({"gamma": [0.9, 1.5]}, r"gamma: must be in \(0, 1\]"),
+        ({"gamma": []}, r"sweep: 'gamma' needs a non-empty list"),
+        ({"gamma": ["high"]}, r"sweep: 'gamma' values must be numbers"),
+    ],
+)
+def test_bad_sweeps_are_refused_before_compiling(sweep, message, monkeypatch):
+    import jax
+
+    monkeypatch.setattr(jax, "jit", lambda *a, **k: pytest.fail("compiled before checking"))
+    with pytest.raises(ValueError, match=message):
+        purerl.run("dqn", "CartPole-v1", sweep=sweep, progress=False)
+
+
+def test_cli_sweep_and_compare(sweep_run, tmp_path, capsys):
+    _, out, _ = sweep_run
+    assert main(["compare", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "learning_rate=0.003" in text and "learning_rate=0.0003" in text
+    assert "P(> row 1)" in text and "IQM" in text
+
+
+# ---------------------------------------------------------------- plots
+
+
+def test_purerl_plot_draws_one_curve_per_sweep_value(sweep_run, tmp_path, capsys):
+    import matplotlib.image
+
+    from purerl import plotting
+
+    _, out, _ = sweep_run
+    assert main(["plot", str(out), "--out", str(tmp_path)]) == 0
+    png = tmp_path / "learning_curves.png"
+    assert png.stat().st_size > 10_000 and (tmp_path / "learning_curves.svg").exists()
+    pixels = matplotlib.image.imread(png)
+    assert pixels.std() > 0.05  # not a blank canvas
+    assert (tmp_path / "final_performance.png").stat().st_size > 5_000
+    fig = plotting.learning_curves([out])
+    ax = fig.axes[0]
+    assert len(ax.get_lines()) == 3
+    assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == sorted(
+        ["learning_rate=0.003", "learning_rate=0.001", "learning_rate=0.0003"]
+    )
+
+
+# ---------------------------------------------------------------- checkpoints and resume
+
+KILL_ARGS = [
+    "dqn",
+    "--env",
+    "CartPole-v1",
+    "--seeds",
+    "2",
+    "--steps",
+    "30000",
+    "--set",
+    "eval_every=500",
+    "--set",
+    "buffer_size=2000",
+    "--set",
+    "hidden_sizes=32,32",
+    "--set",
+    "eval_envs=2",
+    "--no-progress",
+]
+
+
+def test_a_run_killed_hard_and_resumed_is_bitwise_the_uninterrupted_run(tmp_path):
+    """SIGKILL `purerl train` right after its first checkpoints, resume with --resume, and
+    compare every array of the final state and every metric with a run never interrupted."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "purerl.cli", "train", *KILL_ARGS, "--out", str(killed)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while not (killed / "checkpoint.npz").exists() and time.time() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with np.load(killed / "checkpoint.npz") as data:
+        done = json.loads(str(data["meta.json"]))["chunks_done"]
+    assert 0 < done < 60, "the kill should land mid-training"
+    assert not (killed / "summary.json").exists()
+
+    assert main(["train", "--resume", str(killed)]) == 0
+    whole = tmp_path / "whole"
+    assert main(["train", *KILL_ARGS, "--out", str(whole)]) == 0
+    for name in ("checkpoint.npz", "metrics.npz"):
+        with np.load(killed / name) as a, np.load(whole / name) as b:
+            assert a.files == b.files
+            for k in a.files:
+                if k != "meta.json":
+                    np.testing.assert_array_equal(a[k], b[k], err_msg=f"{name}:{k}")
+    summary = json.loads((killed / "summary.json").read_text())
+    assert summary["resumed_at_chunk"] == done
+    assert list(killed.glob(".*.tmp")) == []
+
+
+def test_resuming_into_a_folder_with_another_config_is_refused(finished_run):
+    _, out = finished_run
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(ValueError, match=r"(?s)resume: .*different run.*config.learning_rate"):
+        purerl.experiment.resume(out, overrides={"learning_rate": "0.1"}, progress=False)
+    with pytest.raises(ValueError, match=r"(?s)resume: .*seeds: folder has 3, asked 5"):
+        purerl.experiment.resume(out, seeds=5, progress=False)
+    with pytest.raises(ValueError, match=r"resume: .* holds a dqn run, not ppo"):
+        purerl.experiment.resume(out, algorithm="ppo", progress=False)
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert before == after
+
+
+def test_resume_needs_a_run_folder(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert "no config.json" in capsys.readouterr().err
+
+
+def test_resuming_a_finished_run_changes_nothing_but_rewrites_results(finished_run):
+    result, out = finished_run
+    again = purerl.experiment.resume(out, progress=False)
+    np.testing.assert_array_equal(again.metrics["loss"], result.metrics["loss"])
+    assert again.summary["resumed_at_chunk"] == again.summary["chunks"]
+
+
+# ---------------------------------------------------------------- logging sinks
+
+
+def _events(folder):
+    """(tag, step, value) of every scalar in the TensorBoard event files under ``folder``."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    out = []
+    for file in sorted(folder.rglob("events.out.tfevents.*")):
+        data = file.read_bytes()
+        i = 0
+        while i < len(data):
+            (length,) = struct.unpack("<Q", data[i : i + 8])
+            event = event_pb2.Event.FromString(data[i + 12 : i + 12 + length])
+            i += 12 + length + 4
+            for v in event.summary.value:
+                out.append(
+                    (str(file.parent.relative_to(folder)), v.tag, event.step, v.simple_value)
+                )
+    return out
+
+
+def test_tensorboard_sink_logs_per_seed_and_aggregate(tmp_path):
+    from purerl.sinks import TensorBoardSink
+
+    out = tmp_path / "tb"
+    result = purerl.run(
+        "dqn",
+        "ObsReward-probe",
+        seeds=2,
+        steps=400,
+        overrides=TINY,
+        out=out,
+        progress=False,
+        sinks=[TensorBoardSink()],
+    )
+    events = _events(out / "tensorboard")
+    final = result.metrics["eval_return"][0, :, -1]
+    seed1 = [v for run, tag, step, v in events if run == "config0/seed_1" and tag == "eval_return"]
+    assert seed1[-1] == pytest.approx(final[1])
+    agg = [
+        (step, v)
+        for run, tag, step, v in events
+        if run == "config0/aggregate" and tag == "eval_return/mean"
+    ]
+    assert [s for s, _ in agg] == [200, 400]
+    assert agg[-1][1] == pytest.approx(final.mean(), rel=1e-6)
+
+
+def test_wandb_sink_logs_between_chunks_through_the_wandb_api(monkeypatch):
+    import sys
+    import types
+
+    from purerl.sinks import WandbSink
+
+    calls = []
+    fake = types.ModuleType("wandb")
+    fake.init = lambda **kw: (
+        calls.append(("init", kw))
+        or types.SimpleNamespace(finish=lambda: calls.append(("finish", None)))
+    )
+    fake.log = lambda data: calls.append(("log", data))
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    purerl.run(
+        "dqn",
+        "ObsReward-probe",
+        seeds=2,
+        steps=400,
+        overrides=TINY,
+        sweep={"gamma": [0.9, 0.99]},
+        progress=False,
+        sinks=[WandbSink(mode="offline")],
+    )
+    kinds = [c[0] for c in calls]
+    assert kinds[0] == "init" and kinds[-1] == "finish"
+    assert calls[0][1]["mode"] == "offline" and calls[0][1]["config"]["seeds"] == 2
+    logs = [c[1] for c in calls if c[0] == "log"]
+    assert len(logs) == 2 * 2  # 2 chunks × 2 configs
+    assert "gamma=0.9/eval_return/iqm" in logs[0] and "env_steps" in logs[0]
