@@ -8,11 +8,13 @@ Three levels, each usable alone:
 * algorithms: ``purerl.algorithms.dqn`` / ``reinforce`` / ``a2c`` / ``ppo``, each with
   ``Config``, ``init``, ``step``, ``evaluate``, ``make_train``;
   ``jax.jit(jax.vmap(make_train(config)))(keys)`` trains one agent per key;
-* experiments: ``purerl.run(...)`` and the ``purerl`` command.
+* experiments: ``purerl.run(...)`` / ``purerl.resume(...)`` and the ``purerl`` command
+  (seeds × hyperparameter grids × devices, checkpoints, results on disk), ``purerl.stats``
+  (IQM, bootstrap CIs), ``purerl.plotting``.
 """
 
-from purerl import algorithms, envs, replay
-from purerl.experiment import Result, run
+from purerl import algorithms, envs, replay, stats
+from purerl.experiment import Result, resume, run
 from purerl.networks import MLP, ActorCritic, PolicyNetwork, QNetwork, ValueNetwork
 from purerl.policies import (
     Categorical,
@@ -49,7 +51,9 @@ __all__ = [
     "algorithms",
     "envs",
     "replay",
+    "stats",
     "run",
+    "resume",
     "Result",
     "MLP",
     "QNetwork",

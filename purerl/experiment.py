@@ -46,7 +46,7 @@ import equinox as eqx
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from purerl import checkpoint, stats
 from purerl.algorithms import ALGORITHMS
@@ -362,7 +362,7 @@ def run(
     sharding = seed_sharding(batch, device_list)
     keys = _seed_keys(int(seeds), seed_offset, len(configs), sharding)
     stacked = _stack_configs(configs, int(seeds))
-    if path is not None and not (path / "config.json").exists():
+    if path is not None and not (path / "config.json").exists() and jax.process_index() == 0:
         _write_json(path / "config.json", {**spec, **_environment(sharding)})
     for sink in sinks:
         sink.open({**spec, "out": None if path is None else str(path)})
@@ -479,8 +479,10 @@ def _prepare_out(out, overwrite: bool, resume: bool, spec: dict[str, Any]) -> Pa
                 f"out: {path} already exists and is not empty; pass resume=True (--resume) to "
                 "continue it or overwrite=True (--overwrite) to replace it"
             )
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
+        if jax.process_index() == 0:
+            shutil.rmtree(path)
+    if jax.process_index() == 0:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

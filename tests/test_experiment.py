@@ -192,6 +192,7 @@ def test_cli_trains_the_policy_gradient_algorithms(algorithm, tmp_path, capsys):
     ]
     if algorithm == "ppo":
         sets += ["--set", "num_minibatches=2"]
+    sets += ["--sweep", "learning_rate=1e-3,3e-4"]  # every algorithm's leaves can be swept
     code = main(
         [
             "train",
@@ -209,7 +210,9 @@ def test_cli_trains_the_policy_gradient_algorithms(algorithm, tmp_path, capsys):
         ]
     )
     assert code == 0, capsys.readouterr().err
-    assert f"{algorithm} on ContinuousTarget-probe" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert f"{algorithm} on ContinuousTarget-probe" in text
+    assert "learning_rate=0.001:" in text and "learning_rate=0.0003:" in text
     assert (tmp_path / algorithm / "summary.json").exists()
 
 
