@@ -3,19 +3,32 @@
 Three levels, each usable alone:
 
 * pieces: ``td_update``, ``reinforce_loss``, ``ppo_loss``, ``replay.init/add/sample``,
-  ``epsilon_greedy``, ``discounted_returns``, ``gae``...
+  ``prioritized.init/add/sample/update_priorities``,
+  ``epsilon_greedy``, ``discounted_returns``, ``gae``... and, for tables,
+  ``tabular_td_update`` / ``tabular_sarsa_update`` and ``value_iteration`` /
+  ``policy_evaluation`` (``purerl.planning``);
   pure functions over Equinox modules and pytrees, callable eagerly or under ``jit``;
-* algorithms: ``purerl.algorithms.dqn`` / ``reinforce`` / ``a2c`` / ``ppo``, each with
-  ``Config``, ``init``, ``step``, ``evaluate``, ``make_train``;
+* algorithms: ``purerl.algorithms.dqn`` / ``pqn`` / ``reinforce`` / ``a2c`` / ``ppo`` /
+  ``tabular``,
+  each with ``Config``, ``init``, ``step``, ``evaluate``, ``make_train``;
   ``jax.jit(jax.vmap(make_train(config)))(keys)`` trains one agent per key;
 * experiments: ``purerl.run(...)`` / ``purerl.resume(...)`` and the ``purerl`` command
   (seeds × hyperparameter grids × devices, checkpoints, results on disk), ``purerl.stats``
   (IQM, bootstrap CIs), ``purerl.plotting``.
 """
 
-from purerl import algorithms, envs, replay, stats
+from purerl import algorithms, envs, planning, prioritized, replay, stats
 from purerl.experiment import Result, resume, run
-from purerl.networks import MLP, ActorCritic, PolicyNetwork, QNetwork, ValueNetwork
+from purerl.networks import (
+    MLP,
+    ActorCritic,
+    MinAtarCNN,
+    NatureCNN,
+    PolicyNetwork,
+    QNetwork,
+    ValueNetwork,
+)
+from purerl.planning import bellman_q, policy_evaluation, value_iteration
 from purerl.policies import (
     Categorical,
     DiagGaussian,
@@ -41,6 +54,9 @@ from purerl.value import (
     polyak_update,
     q_learning_td_error,
     squared_loss,
+    tabular_sarsa_update,
+    tabular_td_update,
+    tabular_update,
     td_loss,
     td_update,
 )
@@ -51,12 +67,15 @@ __all__ = [
     "algorithms",
     "envs",
     "replay",
+    "prioritized",
     "stats",
     "run",
     "resume",
     "Result",
     "MLP",
     "QNetwork",
+    "MinAtarCNN",
+    "NatureCNN",
     "PolicyNetwork",
     "ValueNetwork",
     "ActorCritic",
@@ -86,4 +105,11 @@ __all__ = [
     "td_update",
     "polyak_update",
     "periodic_update",
+    "tabular_update",
+    "tabular_td_update",
+    "tabular_sarsa_update",
+    "planning",
+    "value_iteration",
+    "policy_evaluation",
+    "bellman_q",
 ]

@@ -1,4 +1,5 @@
-"""L1: value-based learning: TD errors, losses, ``td_update`` and target-network updates.
+"""L1: value-based learning: TD errors, losses, ``td_update`` and target-network updates, and
+the tabular updates (``tabular_td_update``, ``tabular_sarsa_update``) on a Q-table.
 
 Names say time, as in rlax: ``q_tm1`` are Q-values at the state where ``a_tm1`` was taken,
 ``q_t`` at the next state, ``discount_t = γ·(1 − terminated)``. Every target is wrapped in
@@ -14,7 +15,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Bool, Float, Int
 
 from purerl.types import Transition
 
@@ -27,6 +28,9 @@ __all__ = [
     "td_update",
     "polyak_update",
     "periodic_update",
+    "tabular_update",
+    "tabular_td_update",
+    "tabular_sarsa_update",
 ]
 
 LossName = Literal["huber", "squared"]
@@ -224,3 +228,94 @@ def periodic_update(
     updated_params = eqx.filter(updated, eqx.is_inexact_array)
     chosen = jax.tree.map(lambda u, t: jnp.where(now, u, t), updated_params, target_params)
     return eqx.combine(chosen, static)
+
+
+# ---------------------------------------------------------------- tabular (a Q-table [S, A])
+
+
+@jax.jit
+def tabular_update(
+    Q: Float[Array, "S A"],
+    s: Int[Array, "..."],
+    a: Int[Array, "..."],
+    target: Float[Array, "..."],
+    *,
+    alpha: float | Float[Array, ""],
+    mask: Bool[Array, "..."] | None = None,
+) -> Float[Array, "S A"]:
+    """Move ``Q[s, a]`` a step of size α toward ``target``: ``Q[s, a] += α (target − Q[s, a])``.
+
+    ``s``, ``a``, ``target`` (and ``mask``) are one entry or a batch of the same shape. In a
+    batch, the errors of the entries that share a pair ``(s, a)`` are *averaged* before the
+    step, so one call moves each ``Q[s, a]`` at most a fraction α of the way (with one entry
+    per pair it is the textbook update). Entries where ``mask`` is False are ignored.
+
+    Reference: Sutton & Barto (2018), eq. 2.4 (the incremental-mean form).
+    """
+    keep = jnp.ones(jnp.shape(target), bool) if mask is None else jnp.asarray(mask, bool)
+    error = jnp.where(keep, target - Q[s, a], 0.0)
+    total = jnp.zeros_like(Q).at[s, a].add(error)
+    count = jnp.zeros_like(Q).at[s, a].add(keep.astype(Q.dtype))
+    return Q + alpha * total / jnp.maximum(count, 1.0)
+
+
+@jax.jit
+def tabular_td_update(
+    Q: Float[Array, "S A"],
+    s: Int[Array, "..."],
+    a: Int[Array, "..."],
+    r: Float[Array, "..."],
+    discount: Float[Array, "..."],
+    s_next: Int[Array, "..."],
+    *,
+    alpha: float | Float[Array, ""],
+) -> Float[Array, "S A"]:
+    """Tabular Q-learning: ``Q[s, a] += α (r + discount · max_a' Q[s', a'] − Q[s, a])``.
+
+    ``discount = γ·(1 − terminated)``: a transition into a terminal state does not bootstrap,
+    a time-limit truncation does (pass the true final state as ``s_next``). Works on one
+    transition (scalars) or a batch (see ``tabular_update`` for repeated pairs). Compiled with
+    ``jax.jit``: fast from a plain Python loop, free inside an outer ``jit``.
+
+    Args:
+        Q: action values ``[n_states, n_actions]``.
+        s, a: state and action indices.
+        r: reward.
+        discount: ``γ·(1 − terminated)``.
+        s_next: next state index.
+        alpha: step size α ∈ (0, 1].
+
+    Returns:
+        The updated table (a new array; ``Q`` is not modified).
+
+    Example:
+        >>> Q = jnp.zeros((12, 4))
+        >>> Q = tabular_td_update(Q, 0, 1, -0.04, 0.9 * (1 - terminated), 1, alpha=0.1)
+
+    Reference: Watkins (1989); Watkins & Dayan (1992); Sutton & Barto (2018), eq. 6.8.
+    """
+    target = r + discount * jnp.max(Q[s_next], axis=-1)
+    return tabular_update(Q, s, a, target, alpha=alpha)
+
+
+@jax.jit
+def tabular_sarsa_update(
+    Q: Float[Array, "S A"],
+    s: Int[Array, "..."],
+    a: Int[Array, "..."],
+    r: Float[Array, "..."],
+    discount: Float[Array, "..."],
+    s_next: Int[Array, "..."],
+    a_next: Int[Array, "..."],
+    *,
+    alpha: float | Float[Array, ""],
+) -> Float[Array, "S A"]:
+    """Tabular SARSA: ``Q[s, a] += α (r + discount · Q[s', a'] − Q[s, a])``, where ``a'`` is
+    the action the behaviour policy takes (or would take) in ``s'``: on-policy TD control.
+
+    Arguments as in ``tabular_td_update``, plus ``a_next``.
+
+    Reference: Rummery & Niranjan (1994); Sutton & Barto (2018), eq. 6.7.
+    """
+    target = r + discount * Q[s_next, a_next]
+    return tabular_update(Q, s, a, target, alpha=alpha)

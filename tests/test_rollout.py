@@ -151,3 +151,23 @@ def test_collect_eager_matches_jit(time_limit):
     jitted, eager = jax.tree.leaves((ro, metrics)), jax.tree.leaves((ro_eager, metrics_eager))
     for x, y in zip(jitted, eager, strict=True):
         np.testing.assert_array_equal(x, np.asarray(y))
+
+
+def test_minibatch_epochs_visit_every_item_once_per_epoch():
+    from purerl.algorithms.rollout import flatten_steps, minibatch_epochs
+
+    batch = flatten_steps({"x": jnp.arange(24.0).reshape(4, 6), "y": -jnp.arange(24).reshape(4, 6)})
+    assert batch["x"].shape == (24,)
+
+    def update(count, mb):
+        assert mb["x"].shape == (6,)
+        return count + 1, {"seen": mb["x"], "y": mb["y"]}
+
+    count, info = jax.jit(
+        lambda k: minibatch_epochs(update, 0, k, batch, epochs=3, num_minibatches=4)
+    )(jax.random.PRNGKey(0))
+    assert int(count) == 12 and info["seen"].shape == (3, 4, 6)
+    np.testing.assert_array_equal(info["y"], -np.asarray(info["seen"], np.int32))  # paired
+    for epoch in np.asarray(info["seen"]):
+        np.testing.assert_array_equal(np.sort(epoch.ravel()), np.arange(24.0))
+    assert not np.array_equal(info["seen"][0], info["seen"][1])  # reshuffled every epoch

@@ -1,12 +1,16 @@
-"""DQN (Mnih et al., 2015) with Double-DQN targets (van Hasselt et al., 2016) by default.
+"""DQN (Mnih et al., 2015) with each of the lecture's fixes behind one config field.
 
-One ``step`` = act ε-greedily in ``num_envs`` envs, store the transitions, then
-``updates_per_iteration`` gradient steps on uniformly sampled batches, then a target update.
+One ``step`` = act ε-greedily in ``num_envs`` envs, store the transitions (through an n-step
+window if ``n_step > 1``), then ``updates_per_iteration`` gradient steps on batches drawn
+from the buffer, then a target update. The defaults are Double DQN with a dueling head,
+Huber loss, uniform replay and Polyak target averaging.
 
 Example:
     >>> config = dqn.Config(env_id="CartPole-v1", total_steps=50_000)
     >>> train = jax.jit(jax.vmap(dqn.make_train(config)))
     >>> state, metrics = train(jax.random.split(jax.random.PRNGKey(0), 8))
+    >>> # the Nature-DQN ablation: the same algorithm without replay / target network
+    >>> dqn.Config(env_id="Breakout-MinAtar", replay=False, target_network=False)
 """
 
 from __future__ import annotations
@@ -19,26 +23,53 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from purerl import replay
+from purerl import prioritized, replay
+from purerl.algorithms import value_based as vb
 from purerl.algorithms.common import (
     check_shared_fields,
     finished_episode_stats,
-    greedy_episode_returns,
     iteration_schedule,
     require,
     run_periods,
 )
 from purerl.envs import VecEnv, VecEnvState, to_transition
 from purerl.networks import QNetwork
-from purerl.policies import epsilon_greedy, greedy, linear_schedule
+from purerl.policies import epsilon_greedy, linear_schedule
 from purerl.types import Transition
 from purerl.value import periodic_update, td_update
 
 __all__ = ["Config", "State", "init", "step", "evaluate", "make_train", "schedule"]
 
+evaluate = vb.evaluate
+epsilon = vb.epsilon
+make_envs = vb.make_envs
+
 
 class Config(eqx.Module):
     """DQN hyperparameters. Integers that fix shapes are static; floats are leaves (vmappable).
+
+    Every fix of the DQN lecture is one field, so an ablation is a set of configs of this one
+    algorithm (defaults in brackets):
+
+    - ``replay`` [True]: False = no replay: every update uses the latest ``batch_size``
+      transitions (a FIFO of that size, used whole; ``buffer_size`` is then unused).
+    - ``target_network`` [True]: False = bootstrap from the online network itself (the
+      target is still under ``stop_gradient``).
+    - ``double`` [True]: Double-DQN target ``Q⁻(s', argmax_a Q(s', a))``, else
+      ``max_a Q⁻(s', a)``.
+    - ``n_step`` [1]: n-step targets, the window cut at episode ends
+      (``replay.window_push``: a truncation bootstraps from the true final observation).
+    - ``dueling`` [True]: dueling head ``V + A − mean A``.
+    - ``loss`` ["huber"]: ``"huber"`` or ``"squared"`` TD loss.
+    - ``prioritized`` [False]: proportional prioritized replay with ``per_alpha``,
+      ``per_beta_start`` (annealed linearly to 1 over ``total_steps``) and ``per_eps``.
+    - ``network`` ["auto"]: ``"mlp"``, ``"minatar_cnn"``, ``"nature_cnn"``, or chosen from
+      the observation shape (``networks.torso_for``).
+
+    Target updates, periodic or Polyak: every ``target_update_period`` iterations,
+    ``θ⁻ ← (1 − τ)·θ⁻ + τ·θ``. Polyak averaging (default) is period 1 with small ``tau``
+    (0.02); the Nature-DQN hard copy every ``C`` env steps is ``tau=1`` with
+    ``target_update_period = C / num_envs`` (the period counts iterations).
 
     Defaults train CartPole-v1 to ~500 within 100k env steps (see benchmarks/RESULTS.md).
     """
@@ -53,9 +84,14 @@ class Config(eqx.Module):
     target_update_period: int = eqx.field(static=True, default=1)
     hidden_sizes: tuple[int, ...] = eqx.field(static=True, default=(64, 64))
     activation: str = eqx.field(static=True, default="swish")
+    network: str = eqx.field(static=True, default="auto")
     dueling: bool = eqx.field(static=True, default=True)
     double: bool = eqx.field(static=True, default=True)
     loss: str = eqx.field(static=True, default="huber")
+    n_step: int = eqx.field(static=True, default=1)
+    replay: bool = eqx.field(static=True, default=True)
+    target_network: bool = eqx.field(static=True, default=True)
+    prioritized: bool = eqx.field(static=True, default=False)
     eval_every: int = eqx.field(static=True, default=10_000)
     eval_envs: int = eqx.field(static=True, default=8)
     learning_rate: float | Float[Array, ""] = 5e-4
@@ -65,9 +101,18 @@ class Config(eqx.Module):
     epsilon_end: float | Float[Array, ""] = 0.05
     exploration_fraction: float | Float[Array, ""] = 0.15
     max_grad_norm: float | Float[Array, ""] = 10.0
+    # Schaul et al. (2016), proportional variant: α = 0.6, β₀ = 0.4
+    per_alpha: float | Float[Array, ""] = 0.6
+    per_beta_start: float | Float[Array, ""] = 0.4
+    per_eps: float | Float[Array, ""] = 1e-6
 
     def __check_init__(self):
         check_config(self)
+
+
+def _capacity(c: Config) -> int:
+    """Slots of the buffer: ``buffer_size``, or ``batch_size`` without replay."""
+    return c.buffer_size if c.replay else c.batch_size
 
 
 def check_config(c: Config) -> None:
@@ -83,6 +128,7 @@ def check_config(c: Config) -> None:
         "eval_envs",
     )
     check_shared_fields(c, positive)
+    vb.check_q_fields(c)
     require(c.learning_starts >= 0, "learning_starts", f"must be >= 0, got {c.learning_starts}")
     require(
         c.batch_size <= c.buffer_size,
@@ -90,20 +136,46 @@ def check_config(c: Config) -> None:
         f"batch_size={c.batch_size} is larger than the replay capacity buffer_size={c.buffer_size}",
     )
     require(
-        c.num_envs <= c.buffer_size,
+        c.num_envs <= _capacity(c),
         "num_envs",
-        f"num_envs={c.num_envs} transitions per step exceed buffer_size={c.buffer_size}",
+        f"num_envs={c.num_envs} transitions per step exceed the buffer "
+        f"({'buffer_size' if c.replay else 'batch_size, as replay=False'} = {_capacity(c)})",
     )
     require(c.loss in ("huber", "squared"), "loss", f"must be 'huber' or 'squared', got {c.loss!r}")
     require((c.tau > 0) & (c.tau <= 1), "tau", f"must be in (0, 1], got {c.tau}")
-    for name in ("epsilon_start", "epsilon_end", "exploration_fraction"):
-        v = getattr(c, name)
-        require((v >= 0) & (v <= 1), name, f"must be in [0, 1], got {v}")
+    _check_extensions(c)
     iteration_schedule(c.total_steps, c.num_envs, c.eval_every)
 
 
+def _check_extensions(c: Config) -> None:
+    require(c.n_step >= 1, "n_step", f"must be >= 1, got {c.n_step}")
+    require(
+        c.n_step * c.num_envs <= _capacity(c),
+        "n_step",
+        f"n_step={c.n_step} steps of num_envs={c.num_envs} envs are more transitions than the "
+        f"buffer holds ({'buffer_size' if c.replay else 'batch_size, as replay=False'} = "
+        f"{_capacity(c)})",
+    )
+    require(
+        c.replay or not c.prioritized,
+        "prioritized",
+        "prioritized replay needs replay=True (there is no buffer to prioritise)",
+    )
+    require(c.per_alpha >= 0, "per_alpha", f"must be >= 0, got {c.per_alpha}")
+    require(
+        (c.per_beta_start >= 0) & (c.per_beta_start <= 1),
+        "per_beta_start",
+        f"must be in [0, 1], got {c.per_beta_start}",
+    )
+    require(c.per_eps > 0, "per_eps", f"must be > 0, got {c.per_eps}")
+
+
+Buffer = replay.ReplayBuffer[Transition] | prioritized.PrioritizedBuffer[Transition]
+
+
 class State(eqx.Module):
-    """Everything a DQN run carries from one iteration to the next."""
+    """Everything a DQN run carries from one iteration to the next (``window`` is ``None``
+    for one-step targets)."""
 
     config: Config
     env: VecEnv
@@ -112,7 +184,8 @@ class State(eqx.Module):
     q_net: QNetwork
     target_net: QNetwork
     opt_state: Any
-    buffer: replay.ReplayBuffer[Transition]
+    buffer: Buffer
+    window: replay.NStepWindow | None
     key: PRNGKeyArray
     iteration: Int[Array, ""]
 
@@ -129,11 +202,19 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
     )
 
 
-def make_envs(config: Config) -> tuple[VecEnv, VecEnv]:
-    """Training and evaluation envs; ``ValueError`` for unknown ids or continuous actions."""
-    env = VecEnv.make(config.env_id, num_envs=config.num_envs)
-    env.num_actions  # noqa: B018 (raises for a continuous action space)
-    return env, VecEnv.make(config.env_id, num_envs=config.eval_envs)
+def _empty_storage(c: Config, obs: Array) -> tuple[Buffer, replay.NStepWindow | None]:
+    n = obs.shape[0]
+    batch = Transition(
+        obs=obs,
+        action=jnp.zeros((n,), jnp.int32),
+        reward=jnp.zeros((n,), jnp.float32),
+        discount=jnp.ones((n,), jnp.float32),
+        next_obs=obs,
+    )
+    example = jax.tree.map(lambda x: x[0], batch)
+    make_buffer = prioritized.init if c.prioritized else replay.init
+    window = replay.window_init(batch, c.n_step) if c.n_step > 1 else None
+    return make_buffer(example, _capacity(c)), window
 
 
 def init(key: PRNGKeyArray, config: Config) -> State:
@@ -141,65 +222,69 @@ def init(key: PRNGKeyArray, config: Config) -> State:
     env, eval_env = make_envs(config)
     key, env_key, net_key = jax.random.split(key, 3)
     env_state = env.reset(env_key)
-    q_net = QNetwork(
-        env.obs_shape,
-        env.num_actions,
-        config.hidden_sizes,
-        config.activation,
-        config.dueling,
-        key=net_key,
-    )
+    q_net = vb.make_q_network(net_key, env, config, dueling=config.dueling)
     opt_state = make_optimizer(config).init(eqx.filter(q_net, eqx.is_inexact_array))
-    example = Transition(
-        obs=env_state.obs[0],
-        action=jnp.int32(0),
-        reward=jnp.float32(0.0),
-        discount=jnp.float32(1.0),
-        next_obs=env_state.obs[0],
-    )
-    buffer = replay.init(example, config.buffer_size)
+    buffer, window = _empty_storage(config, env_state.obs)
+    zero = jnp.zeros((), jnp.int32)
     return State(
-        config,
-        env,
-        eval_env,
-        env_state,
-        q_net,
-        q_net,
-        opt_state,
-        buffer,
-        key,
-        jnp.zeros((), jnp.int32),
+        config, env, eval_env, env_state, q_net, q_net, opt_state, buffer, window, key, zero
     )
 
 
-def epsilon(config: Config, env_steps: Int[Array, ""]) -> Float[Array, ""]:
-    """ε after ``env_steps``: linear from start to end over ``exploration_fraction`` of the run."""
-    decay = config.exploration_fraction * config.total_steps
-    return linear_schedule(config.epsilon_start, config.epsilon_end, decay, env_steps)
+def _store(state: State, items: Transition, done: Array) -> tuple[Buffer, Any]:
+    """Add one step of every env to the buffer (its n-step form once the window is full)."""
+    c, window, valid = state.config, state.window, None
+    if c.n_step > 1:
+        window, items, valid = replay.window_push(window, items, done, c.gamma)
+    if c.prioritized:
+        return prioritized.add(state.buffer, items, valid), window
+    return replay.add_batch(state.buffer, items, valid), window
 
 
-def _learn(state: State, key: PRNGKeyArray) -> tuple[QNetwork, Any, dict[str, Array]]:
+def _sample(c: Config, buffer: Buffer, key: PRNGKeyArray, beta: Array):
+    """``(batch, indices, weights)``: uniform, prioritized, or (no replay) the whole FIFO."""
+    if not c.replay:
+        return buffer.data, None, None
+    if c.prioritized:
+        return prioritized.sample(key, buffer, c.batch_size, beta=beta)
+    return replay.sample(key, buffer, c.batch_size), None, None
+
+
+def _learn(state: State, key: PRNGKeyArray, ready: Array):
+    """``updates_per_iteration`` TD updates; a prioritized buffer gets its new priorities
+    (only where ``ready``: before learning starts they stay at their initial values)."""
     c = state.config
     optimizer = make_optimizer(c)
+    beta = linear_schedule(c.per_beta_start, 1.0, c.total_steps, state.env_steps)
 
     def update(carry, k):
-        q_net, opt_state = carry
-        batch = replay.sample(k, state.buffer, c.batch_size)
+        q_net, opt_state, per_buffer = carry
+        buffer = per_buffer if c.prioritized else state.buffer
+        batch, idx, weights = _sample(c, buffer, k, beta)
+        target_net = state.target_net if c.target_network else q_net
         q_net, opt_state, info = td_update(
             q_net,
-            state.target_net,
+            target_net,
             opt_state,
             batch,
             optimizer=optimizer,
             gamma=c.gamma,
             double=c.double,
             loss=c.loss,
+            weights=weights,
         )
-        return (q_net, opt_state), {"loss": info["loss"], "q_mean": info["q_mean"]}
+        if c.prioritized:
+            per_buffer = prioritized.update_priorities(
+                per_buffer, idx, info["td_error"], alpha=c.per_alpha, eps=c.per_eps, mask=ready
+            )
+        return (q_net, opt_state, per_buffer), {"loss": info["loss"], "q_mean": info["q_mean"]}
 
     keys = jax.random.split(key, c.updates_per_iteration)
-    (q_net, opt_state), info = jax.lax.scan(update, (state.q_net, state.opt_state), keys)
-    return q_net, opt_state, jax.tree.map(jnp.mean, info)
+    per_buffer = state.buffer if c.prioritized else None
+    carry = (state.q_net, state.opt_state, per_buffer)
+    (q_net, opt_state, per_buffer), info = jax.lax.scan(update, carry, keys)
+    buffer = per_buffer if c.prioritized else state.buffer
+    return q_net, opt_state, buffer, jax.tree.map(jnp.mean, info)
 
 
 def _keep_if(ready: Array, new: Any, old: Any) -> Any:
@@ -207,6 +292,12 @@ def _keep_if(ready: Array, new: Any, old: Any) -> Any:
     old_arrays = eqx.filter(old, eqx.is_array)
     chosen = jax.tree.map(lambda n, o: jnp.where(ready, n, o), new_arrays, old_arrays)
     return eqx.combine(chosen, static)
+
+
+def _ready(c: Config, buffer: Buffer, env_steps: Array) -> Array:
+    """Learning starts after ``learning_starts`` env steps, once a batch can be drawn (without
+    replay: once the FIFO of the latest ``batch_size`` transitions is full)."""
+    return (env_steps >= c.learning_starts) & (buffer.size >= c.batch_size)
 
 
 def step(state: State) -> tuple[State, dict[str, Array]]:
@@ -217,22 +308,31 @@ def step(state: State) -> tuple[State, dict[str, Array]]:
     obs = state.env_state.obs
     action = epsilon_greedy(act_key, jax.vmap(state.q_net)(obs), eps)
     env_state, ts = state.env.step(env_key, state.env_state, action)
-    buffer = replay.add(state.buffer, to_transition(obs, action, ts))
-    state = eqx.tree_at(lambda s: (s.env_state, s.buffer), state, (env_state, buffer))
+    buffer, window = _store(state, to_transition(obs, action, ts), ts.done)
+    state = eqx.tree_at(
+        lambda s: (s.env_state, s.buffer, s.window),
+        state,
+        (env_state, buffer, window),
+        is_leaf=lambda x: x is None,  # the window of one-step DQN
+    )
 
     env_steps = state.env_steps + c.num_envs
-    ready = (env_steps >= c.learning_starts) & replay.can_sample(buffer, c.batch_size)
+    ready = _ready(c, buffer, env_steps)
     # Learn unconditionally and keep the result only when ready: a lax.cond would copy the
     # replay buffer into its branches, and under vmap it turns into a select anyway.
-    q_net, opt_state, info = _learn(state, learn_key)
+    q_net, opt_state, buffer, info = _learn(state, learn_key, ready)
     q_net, opt_state = _keep_if(ready, (q_net, opt_state), (state.q_net, state.opt_state))
     info = jax.tree.map(lambda x: jnp.where(ready, x, 0.0), info)
     iteration = state.iteration + 1
-    target_net = periodic_update(state.target_net, q_net, iteration, c.target_update_period, c.tau)
+    target_net = q_net
+    if c.target_network:
+        target_net = periodic_update(
+            state.target_net, q_net, iteration, c.target_update_period, c.tau
+        )
     state = eqx.tree_at(
-        lambda s: (s.q_net, s.target_net, s.opt_state, s.key, s.iteration),
+        lambda s: (s.q_net, s.target_net, s.opt_state, s.buffer, s.key, s.iteration),
         state,
-        (q_net, target_net, opt_state, key, iteration),
+        (q_net, target_net, opt_state, buffer, key, iteration),
     )
     metrics = {
         **info,
@@ -242,16 +342,6 @@ def step(state: State) -> tuple[State, dict[str, Array]]:
         "env_steps": env_steps,
     }
     return state, metrics
-
-
-def evaluate(state: State) -> tuple[State, dict[str, Array]]:
-    """Greedy return (one episode on each of ``eval_envs`` separate envs), averaged."""
-    key, eval_key = jax.random.split(state.key)
-    returns = greedy_episode_returns(
-        eval_key, state.eval_env, lambda obs: greedy(jax.vmap(state.q_net)(obs))
-    )
-    state = eqx.tree_at(lambda s: s.key, state, key)
-    return state, {"eval_return": jnp.mean(returns), "eval_env_steps": state.env_steps}
 
 
 def schedule(config: Config) -> tuple[int, int]:
@@ -265,7 +355,7 @@ def make_train(config: Config):
     ``jax.jit(jax.vmap(make_train(config)))(keys)`` trains one agent per key.
     """
     check_config(config)
-    make_envs(config)  # unknown env id / continuous actions: fail before any compile
+    make_envs(config)  # unknown env id / continuous actions / bad network: fail before compile
     num_periods, period = schedule(config)
 
     def train(key: PRNGKeyArray) -> tuple[State, dict[str, Array]]:

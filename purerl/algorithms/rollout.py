@@ -1,6 +1,7 @@
 """L3: the one rollout helper: ``T`` steps of ``N`` vectorised envs under the current policy,
 returned time-major, plus the episode metrics of that stretch. Every on-policy algorithm
-(REINFORCE, A2C, PPO, PQN) collects its data through ``collect``."""
+(REINFORCE, A2C, PPO, PQN) collects its data through ``collect``; ``minibatch_epochs`` runs
+shuffled minibatch passes over a flattened rollout."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from jaxtyping import Array, Bool, Float, PRNGKeyArray
 from purerl.algorithms.common import finished_episode_stats
 from purerl.envs import VecEnv, VecEnvState
 
-__all__ = ["Rollout", "collect"]
+__all__ = ["Rollout", "collect", "flatten_steps", "minibatch_epochs"]
 
 # policy(key, obs [N, ...]) -> (action sent to the env, action stored, extras such as log-probs)
 ActFn = Callable[[PRNGKeyArray, Array], tuple[Array, Array, dict[str, Array]]]
@@ -64,3 +65,35 @@ def collect(
     keys = jax.random.split(key, num_steps)
     env_state, (record, ts) = jax.lax.scan(one_step, env_state, keys)
     return env_state, Rollout(*record), finished_episode_stats(ts)
+
+
+def flatten_steps(tree: Any) -> Any:
+    """Merge the leading ``[T, N]`` axes of every leaf into one batch axis ``[T·N]``."""
+    return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), tree)
+
+
+def minibatch_epochs(
+    update: Callable[[Any, Any], tuple[Any, dict[str, Array]]],
+    carry: Any,
+    key: PRNGKeyArray,
+    batch: Any,
+    *,
+    epochs: int,
+    num_minibatches: int,
+) -> tuple[Any, dict[str, Array]]:
+    """``epochs`` passes over ``batch`` (leaves ``[B, ...]``), each in ``num_minibatches``
+    freshly shuffled minibatches of ``B / num_minibatches`` items:
+    ``carry, info = update(carry, minibatch)`` for each.
+
+    Returns:
+        The final carry and the ``info`` dicts stacked ``[epochs, num_minibatches]``.
+    """
+    size = jax.tree.leaves(batch)[0].shape[0]
+
+    def epoch(carry, k):
+        order = jax.random.permutation(k, size).reshape(num_minibatches, -1)
+        return jax.lax.scan(
+            lambda c, idx: update(c, jax.tree.map(lambda x: x[idx], batch)), carry, order
+        )
+
+    return jax.lax.scan(epoch, carry, jax.random.split(key, epochs))

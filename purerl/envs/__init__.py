@@ -1,8 +1,10 @@
 """L2: the one adapter over gymnax, plus purerl's own environments.
 
 ``make(env_id)`` returns a gymnax environment and its params (purerl's probe environments
-included). ``VecEnv`` runs ``num_envs`` copies with auto-reset and returns a ``Timestep`` that
-keeps ``terminated`` and ``truncated`` apart and carries the true final observation of an
+included, and the course environments ``RobotInRoom-v0`` and ``Inventory-v0``).
+``tabular_states`` maps the observations of a discrete-state environment to Q-table rows.
+``VecEnv`` runs ``num_envs`` copies with auto-reset and returns a ``Timestep`` that keeps
+``terminated`` and ``truncated`` apart and carries the true final observation of an
 episode that just ended, so a time-limit truncation can bootstrap from it. This module is the
 only place that knows gymnax's ``step`` signature.
 """
@@ -18,12 +20,24 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from purerl.envs import probes
+from purerl.envs import gridworld, inventory, probes
+from purerl.envs.discrete import tabular_states
+from purerl.envs.gridworld import RobotInRoom
+from purerl.envs.inventory import Inventory
 from purerl.types import Timestep, Transition
 
-__all__ = ["make", "registered", "VecEnv", "VecEnvState", "to_transition"]
+__all__ = [
+    "make",
+    "registered",
+    "VecEnv",
+    "VecEnvState",
+    "to_transition",
+    "tabular_states",
+    "RobotInRoom",
+    "Inventory",
+]
 
-_PURERL_ENVS = dict(probes.PROBES)
+_PURERL_ENVS = {**probes.PROBES, **gridworld.ENVS, **inventory.ENVS}
 
 
 def registered() -> list[str]:
@@ -46,7 +60,10 @@ def make(env_id: str, **env_kwargs: Any) -> tuple[Any, Any]:
         raise ValueError(
             f"env: unknown environment id {env_id!r}.{hint} See purerl.envs.registered()."
         )
-    return gymnax.make(env_id, **env_kwargs)
+    # Some constructors compute with jnp in Python control flow (FourRooms-misc): run them
+    # eagerly even when ``make`` is called inside a trace (an algorithm's jitted ``init``).
+    with jax.ensure_compile_time_eval():
+        return gymnax.make(env_id, **env_kwargs)
 
 
 class VecEnvState(eqx.Module):
