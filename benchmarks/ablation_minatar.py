@@ -25,10 +25,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-from bench_common import in_fresh_process, machine
+from bench_common import in_fresh_process, machine, sharded_keys, time_train
 
 HERE = Path(__file__).resolve().parent
 GAMES = ["Breakout-MinAtar", "SpaceInvaders-MinAtar"]
@@ -79,23 +78,13 @@ def make_config(game: str, cell: str, steps: int, evals: int):
 
 
 def run_cell(game: str, cell: str, seeds: int, steps: int, evals: int) -> dict:
-    import jax
     import numpy as np
 
     from purerl.algorithms import dqn
-    from purerl.experiment import seed_sharding
 
     config = make_config(game, cell, steps, evals)
-    sharding = seed_sharding(seeds, jax.devices())
-    keys = jax.device_put(jax.random.split(jax.random.PRNGKey(0), seeds), sharding)
-    t0 = time.perf_counter()
-    train = jax.jit(jax.vmap(dqn.make_train(config)), out_shardings=sharding)
-    train = train.lower(keys).compile()
-    compile_s = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    _, metrics = train(keys)
-    jax.block_until_ready(metrics)
-    train_s = time.perf_counter() - t1
+    keys, sharding = sharded_keys(seeds)
+    metrics, compile_s, train_s = time_train(dqn.make_train(config), keys, sharding)
     evals_ = np.asarray(metrics["eval_return"])
     return {
         "game": game,

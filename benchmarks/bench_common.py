@@ -36,3 +36,39 @@ def in_fresh_process(
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def sharded_keys(seeds: int, per_seed: bool = False):
+    """``(keys, sharding)`` for ``seeds`` runs, sharded over every XLA host device that divides
+    ``seeds``. Keys are ``split(PRNGKey(0), seeds)``, or ``PRNGKey(i)`` for seed i when
+    ``per_seed`` (the keys ``purerl.run`` uses)."""
+    import jax
+    import numpy as np
+
+    from purerl.experiment import seed_sharding
+
+    sharding = seed_sharding(seeds, jax.devices())
+    if per_seed:
+        keys = jax.vmap(jax.random.PRNGKey)(np.arange(seeds))
+    else:
+        keys = jax.random.split(jax.random.PRNGKey(0), seeds)
+    return jax.device_put(keys, sharding), sharding
+
+
+def time_train(train, keys, sharding) -> tuple[dict, float, float]:
+    """Compile ``jit(vmap(train))`` for ``keys`` and run it once: ``(metrics as NumPy,
+    compile seconds, train seconds)``; training time excludes compilation."""
+    import time
+
+    import jax
+    import numpy as np
+
+    t0 = time.perf_counter()
+    compiled = jax.jit(jax.vmap(train), in_shardings=sharding, out_shardings=sharding)
+    compiled = compiled.lower(keys).compile()
+    compile_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    _, metrics = compiled(keys)
+    jax.block_until_ready(metrics)
+    train_s = time.perf_counter() - t1
+    return {k: np.asarray(v) for k, v in metrics.items()}, compile_s, train_s

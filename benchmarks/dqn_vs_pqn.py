@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from ablation_minatar import SETTINGS as DQN_MINATAR
-from bench_common import in_fresh_process, machine
+from bench_common import in_fresh_process, machine, sharded_keys
 
 HERE = Path(__file__).resolve().parent
 TARGET = {"CartPole-v1": 475.0, "Breakout-MinAtar": 5.0}  # greedy return, IQM over seeds
@@ -113,15 +113,13 @@ def run_cell(algo: str, env: str, seeds: int, preset: str, target: float) -> dic
     import numpy as np
 
     from purerl.algorithms import ALGORITHMS
-    from purerl.experiment import seed_sharding
     from purerl.stats import iqm
 
     module = ALGORITHMS[algo]
     config = make_config(algo, env, preset)
     module.make_train(config)  # every check, before compiling
     num_periods, _ = module.schedule(config)
-    sharding = seed_sharding(seeds, jax.devices())
-    keys = jax.device_put(jax.random.split(jax.random.PRNGKey(0), seeds), sharding)
+    keys, sharding = sharded_keys(seeds)
     init, chunk, evaluate, compile_s = _compiled(module, config, keys, sharding)
     state = init(keys)
     train_s = eval_s = 0.0

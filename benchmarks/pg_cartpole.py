@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
-from bench_common import in_fresh_process, machine
+from bench_common import in_fresh_process, machine, sharded_keys, time_train
 
 HERE = Path(__file__).resolve().parent
 
@@ -43,24 +42,14 @@ TARGET = {"CartPole-v1": 475.0, "Pendulum-v1": -250.0}
 
 
 def run_cell(algo: str, env: str, seeds: int) -> dict:
-    import jax
     import numpy as np
 
     from purerl.algorithms import ALGORITHMS
-    from purerl.experiment import seed_sharding
 
     module = ALGORITHMS[algo]
     config = module.Config(env_id=env, **CELLS[(algo, env)])
-    sharding = seed_sharding(seeds, jax.devices())
-    keys = jax.device_put(jax.random.split(jax.random.PRNGKey(0), seeds), sharding)
-    t0 = time.perf_counter()
-    train = jax.jit(jax.vmap(module.make_train(config)), out_shardings=sharding)
-    train = train.lower(keys).compile()
-    compile_s = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    _, metrics = train(keys)
-    jax.block_until_ready(metrics)
-    train_s = time.perf_counter() - t1
+    keys, sharding = sharded_keys(seeds)
+    metrics, compile_s, train_s = time_train(module.make_train(config), keys, sharding)
     evals = np.asarray(metrics["eval_return"])
     steps = np.asarray(metrics["eval_env_steps"])[0]
     mean = evals.mean(0)

@@ -21,10 +21,9 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
-from bench_common import in_fresh_process, machine
+from bench_common import in_fresh_process, machine, sharded_keys, time_train
 
 HERE = Path(__file__).resolve().parent
 
@@ -42,7 +41,6 @@ def run_cell(algo: str, seeds: int, mode: str) -> dict:
 
     import purerl
     from purerl.algorithms import ALGORITHMS
-    from purerl.experiment import seed_sharding
 
     module = ALGORITHMS[algo]
     config = module.Config(env_id="CartPole-v1", **CELLS[algo])
@@ -58,19 +56,9 @@ def run_cell(algo: str, seeds: int, mode: str) -> dict:
         final = result.metrics["eval_return"][0, :, -1]
         extra = {"checkpoint_mb": checkpoint_mb}
     else:
-        sharding = seed_sharding(seeds, jax.devices())
         # the keys purerl.run gives seeds 0..seeds-1, so both modes train the same agents
-        keys = jax.device_put(jax.vmap(jax.random.PRNGKey)(np.arange(seeds)), sharding)
-        t0 = time.perf_counter()
-        train = jax.jit(
-            jax.vmap(module.make_train(config)), in_shardings=sharding, out_shardings=sharding
-        )
-        train = train.lower(keys).compile()
-        compile_s = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        _, metrics = train(keys)
-        jax.block_until_ready(metrics)
-        train_s = time.perf_counter() - t1
+        keys, sharding = sharded_keys(seeds, per_seed=True)
+        metrics, compile_s, train_s = time_train(module.make_train(config), keys, sharding)
         final = np.asarray(metrics["eval_return"])[:, -1]
         extra = {}
     return {

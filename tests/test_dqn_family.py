@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_dqn import PROBE as DQN_PROBE
 
 from purerl import replay
 from purerl.algorithms import dqn
@@ -258,24 +259,7 @@ def test_cnn_on_flat_observations_raises_before_compile(monkeypatch, network):
 # does not bootstrap gives 0, both far outside the ±0.1 tolerance. TimeLimit-probe, γ = 0.9:
 # Q = 1/(1 − γ) = 10; treating truncation as termination gives ~2.6 (tolerance ±5%).
 
-PROBE = dict(
-    total_steps=3_000,
-    num_envs=4,
-    eval_every=3_000,
-    eval_envs=2,
-    buffer_size=1_000,
-    batch_size=64,
-    learning_starts=64,
-    updates_per_iteration=1,
-    hidden_sizes=(32,),
-    activation="relu",
-    dueling=False,
-    learning_rate=3e-3,
-    gamma=0.5,
-    tau=0.1,
-    epsilon_start=1.0,
-    epsilon_end=1.0,
-)
+PROBE = {**DQN_PROBE, "gamma": 0.5}  # the probe settings of test_dqn.py, γ = 0.5
 
 
 def _leaves(tree):
