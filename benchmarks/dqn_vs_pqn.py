@@ -100,11 +100,23 @@ def _compiled(module, config, keys, sharding):
         return jax.lax.scan(lambda s, _: module.step(s), state, None, length=period)
 
     t0 = time.perf_counter()
-    init = jax.jit(jax.vmap(lambda k: module.init(k, config)), out_shardings=sharding)
+    from purerl.algorithms import core
+
+    def init_one(k):
+        return core.init(module, k, config)  # (agent, evaluation key)
+
+    def evaluate_one(s):
+        return s, module.evaluate(s.agent, s.eval_key)
+
+    def chunk_one(s):
+        agent, metrics = steps(s.agent)
+        return core.TrainState(agent, s.eval_key), metrics
+
+    init = jax.jit(jax.vmap(init_one), out_shardings=sharding)
     init = init.lower(keys).compile()
     state = init(keys)
-    chunk = jax.jit(jax.vmap(steps), donate_argnums=0).lower(state).compile()
-    evaluate = jax.jit(jax.vmap(module.evaluate)).lower(state).compile()
+    chunk = jax.jit(jax.vmap(chunk_one), donate_argnums=0).lower(state).compile()
+    evaluate = jax.jit(jax.vmap(evaluate_one)).lower(state).compile()
     return init, chunk, evaluate, time.perf_counter() - t0
 
 

@@ -39,7 +39,6 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import equinox as eqx
@@ -49,8 +48,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
 from purerl import checkpoint, stats
-from purerl.algorithms import ALGORITHMS
-from purerl.algorithms.common import run_periods
+from purerl.algorithms import core
 
 __all__ = [
     "Result",
@@ -107,14 +105,8 @@ class Result:
 # ---------------------------------------------------------------- configs and sweeps
 
 
-def _algorithm(name: str) -> ModuleType:
-    if name not in ALGORITHMS:
-        close = difflib.get_close_matches(name, list(ALGORITHMS), n=3, cutoff=0.3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(
-            f"algorithm: unknown algorithm {name!r}.{hint} Known: {sorted(ALGORITHMS)}"
-        )
-    return ALGORITHMS[name]
+def _algorithm(name: str) -> core.Algorithm:
+    return core.get(name)
 
 
 def _unknown_field(name: str, fields: Sequence[str], algorithm: str) -> ValueError:
@@ -354,7 +346,7 @@ def run(
         raise ValueError("config: pass either a Config or env/steps/overrides, not both")
     points, configs = make_grid(config, sweep)
     for c in configs:
-        module.make_train(c)  # every check, before any compile
+        core.check(module, c)  # every check, before any compile
     spec = _spec(algorithm, config, sweep, points, int(seeds), seed_offset)
     path = _prepare_out(out, overwrite, resume, spec)
     device_list = _parse_devices(devices)
@@ -369,7 +361,7 @@ def run(
     driver = _Driver(module, config, keys, stacked, sharding, path, checkpoint_every, sinks)
     state, metrics, timing = driver.drive(progress, points, int(seeds))
     summary = _summarize(metrics, timing, config, points, int(seeds))
-    result = Result(algorithm, config, points, metrics, summary, path, state)
+    result = Result(algorithm, config, points, metrics, summary, path, state.agent)
     if path is not None and jax.process_index() == 0:
         write_results(result)
     for sink in sinks:
@@ -500,10 +492,10 @@ class _Driver:
         period = self.period
 
         def init_batch(keys, configs):
-            return jax.vmap(module.init)(keys, configs)
+            return jax.vmap(lambda k, c: core.init(module, k, c))(keys, configs)
 
         def train_chunk(states):
-            one = lambda s: run_periods(module.step, module.evaluate, s, 1, period)  # noqa: E731
+            one = lambda s: core.run_periods(module, s, 1, period)  # noqa: E731
             return jax.vmap(one)(states)
 
         # Named functions: `jax_log_compiles` reports "jit(train_chunk)" — compiled once per run.

@@ -1,10 +1,21 @@
 """L1: policy-gradient losses: REINFORCE, actor-critic (A2C) and PPO's clipped objectives.
 
-A policy is any module mapping ONE observation to a distribution with ``log_prob`` and
-``entropy`` (``purerl.policies.Categorical`` or ``DiagGaussian``); an actor-critic maps one
-observation to ``(distribution, value)``. Advantages and returns are inputs, computed by
-``purerl.returns``; losses never compute them. Inputs may carry any leading batch shape
-(e.g. time-major ``[T, N]``); ``mask`` selects the valid entries of it.
+Two tiers:
+
+* **Array cores** (rlax / Stoix style: arrays in, scalar out, no networks):
+  ``policy_gradient_loss``, ``entropy_loss``, ``ppo_clip_loss``, ``ppo_diagnostics`` and
+  ``value_loss``, built on the elementwise ``ppo_clipped_surrogate`` and ``clipped_value_loss``
+  and on ``masked_mean``. They take network *outputs* (log-probabilities, entropies, values) and
+  targets of any leading batch shape ``[*B]``; targets (advantages, returns, old values) are put
+  under ``stop_gradient`` inside the core.
+* **Homework wrappers** ``reinforce_loss``, ``a2c_loss`` and ``ppo_loss``: apply a network to a
+  batch of observations, then call the cores. A policy is any module mapping ONE observation to a
+  distribution with ``log_prob`` and ``entropy`` (``purerl.policies.Categorical`` or
+  ``DiagGaussian``); an actor-critic maps one observation to ``(distribution, value)``.
+
+Advantages and returns are inputs, computed by ``purerl.returns``; losses never compute them.
+Inputs may carry any leading batch shape (e.g. time-major ``[T, N]``); ``mask`` (same shape,
+boolean) selects the valid entries of it, and every mean is over the valid entries only.
 """
 
 from __future__ import annotations
@@ -14,14 +25,21 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, Bool, Float
 
 __all__ = [
+    # array cores
     "masked_mean",
+    "policy_gradient_loss",
+    "entropy_loss",
+    "ppo_clipped_surrogate",
+    "ppo_clip_loss",
+    "ppo_diagnostics",
+    "clipped_value_loss",
+    "value_loss",
+    # homework wrappers
     "reinforce_loss",
     "a2c_loss",
-    "ppo_clipped_surrogate",
-    "clipped_value_loss",
     "ppo_loss",
 ]
 
@@ -43,71 +61,8 @@ def _apply(module: Callable[[Array], Any], observations: Array, batch_ndim: int)
     return jax.tree.map(lambda x: x.reshape(*batch_shape, *x.shape[1:]), out)
 
 
-def reinforce_loss(
-    policy: Callable[[Array], Any],
-    observations: Array,
-    actions: Array,
-    returns: Float[Array, "..."],
-    *,
-    mask: Array | None = None,
-    baseline: Float[Array, "..."] | None = None,
-    entropy_coef: float | Float[Array, ""] = 0.0,
-) -> Float[Array, ""]:
-    """REINFORCE: ``−mean_valid[ log π(a|s) · (G − b) ] − c_H · mean_valid[ H(π(·|s)) ]``.
-
-    Its gradient is the score-function estimate ``−mean ∇log π(a|s)(G − b)`` of the policy
-    gradient theorem; ``G − b`` is under ``stop_gradient`` (a learned baseline gets its own
-    loss).
-
-    Args:
-        policy: module, one observation → distribution.
-        observations: ``[*B, *obs_shape]``.
-        actions: ``[*B]`` (discrete) or ``[*B, d]`` (continuous); ``B = returns.shape``.
-        returns: reward-to-go ``G_t``, shape ``[*B]``.
-        mask: valid entries (e.g. steps whose episode finished inside the rollout).
-        baseline: ``b(s_t)``, shape ``[*B]`` (default 0).
-        entropy_coef: weight ``c_H`` of the entropy bonus.
-
-    Example:
-        >>> g = discounted_returns(rewards, gamma * (1 - terminated), done_t=done)
-        >>> loss = reinforce_loss(policy, obs, actions, g)
-
-    Reference: Williams (1992); Sutton & Barto (2018), §13.3–13.4.
-    """
-    dist = _apply(policy, observations, returns.ndim)
-    weight = returns if baseline is None else returns - baseline
-    weight = jax.lax.stop_gradient(weight)
-    loss = -masked_mean(dist.log_prob(actions) * weight, mask)
-    return loss - entropy_coef * masked_mean(dist.entropy(), mask)
-
-
-def a2c_loss(
-    actor_critic: Callable[[Array], Any],
-    observations: Array,
-    actions: Array,
-    advantages: Float[Array, "..."],
-    returns: Float[Array, "..."],
-    *,
-    value_coef: float | Float[Array, ""] = 0.5,
-    entropy_coef: float | Float[Array, ""] = 0.01,
-    mask: Array | None = None,
-) -> tuple[Float[Array, ""], dict[str, Array]]:
-    """Advantage actor-critic: ``−mean[log π(a|s)·A] + c_V·mean[½(V(s) − G)²] − c_H·mean[H]``.
-
-    ``A`` and ``G`` are targets (``stop_gradient``); the value term trains the critic.
-
-    Returns:
-        ``(loss, {"policy_loss", "value_loss", "entropy"})``.
-
-    Reference: Mnih et al. (2016), "Asynchronous methods for deep RL" (A3C/A2C).
-    """
-    dist, values = _apply(actor_critic, observations, advantages.ndim)
-    advantages, returns = jax.lax.stop_gradient((advantages, returns))
-    policy_loss = -masked_mean(dist.log_prob(actions) * advantages, mask)
-    value_loss = masked_mean(0.5 * jnp.square(values - returns), mask)
-    entropy = masked_mean(dist.entropy(), mask)
-    loss = policy_loss + value_coef * value_loss - entropy_coef * entropy
-    return loss, {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy}
+# --------------------------------------------------------------------------------------------
+# Elementwise building blocks
 
 
 def ppo_clipped_surrogate(
@@ -140,6 +95,261 @@ def clipped_value_loss(
     return 0.5 * jnp.maximum(jnp.square(values - returns), jnp.square(clipped - returns))
 
 
+# --------------------------------------------------------------------------------------------
+# Array cores: arrays in, scalar out
+
+
+def policy_gradient_loss(
+    log_probs: Float[Array, "*B"],
+    advantages: Float[Array, "*B"],
+    *,
+    mask: Bool[Array, "*B"] | None = None,
+) -> Float[Array, ""]:
+    """Score-function policy-gradient loss (to be minimised).
+
+    ``L = −mean_valid[ log π(a|s) · stop_gradient(A) ]``
+
+    Its gradient is ``−mean_valid[ ∇log π(a|s) · A ]``, the policy gradient theorem's estimate;
+    ``A`` (an advantage, or a return minus a baseline) is a target and gets no gradient.
+
+    Args:
+        log_probs: ``log π(a|s)`` of the taken actions, shape ``[*B]``.
+        advantages: weights ``A``, shape ``[*B]`` (under ``stop_gradient``).
+        mask: valid entries, shape ``[*B]`` (default: all).
+
+    Returns:
+        The scalar loss.
+
+    Example:
+        >>> policy_gradient_loss(jnp.log(jnp.array([0.5, 0.25])), jnp.array([1.0, -1.0]))
+        Array(-0.3465736, dtype=float32)
+
+    Reference: Williams (1992); Sutton & Barto (2018), §13.3; rlax ``policy_gradient_loss``.
+    """
+    advantages = jax.lax.stop_gradient(advantages)
+    return -masked_mean(log_probs * advantages, mask)
+
+
+def entropy_loss(
+    entropies: Float[Array, "*B"],
+    *,
+    mask: Bool[Array, "*B"] | None = None,
+) -> Float[Array, ""]:
+    """Negative mean entropy: ``loss + c_H · entropy_loss`` adds an entropy bonus.
+
+    ``L_H = −mean_valid[ H(π(·|s)) ]``
+
+    Args:
+        entropies: ``H(π(·|s))`` per state, shape ``[*B]``.
+        mask: valid entries, shape ``[*B]`` (default: all).
+
+    Returns:
+        The scalar loss (minus the mean entropy).
+
+    Example:
+        >>> entropy_loss(jnp.array([1.0, 3.0]))
+        Array(-2., dtype=float32)
+
+    Reference: Williams & Peng (1991), "Function optimization using connectionist reinforcement
+    learning algorithms"; Mnih et al. (2016), §4; rlax ``entropy_loss``.
+    """
+    return -masked_mean(entropies, mask)
+
+
+def ppo_clip_loss(
+    log_ratio: Float[Array, "*B"],
+    advantages: Float[Array, "*B"],
+    clip_eps: float | Float[Array, ""],
+    *,
+    mask: Bool[Array, "*B"] | None = None,
+) -> Float[Array, ""]:
+    """PPO's clipped surrogate objective, negated and averaged (to be minimised).
+
+    ``L = −mean_valid[ min(ρ·A, clip(ρ, 1 − ε, 1 + ε)·A) ]`` with ``ρ = exp(log_ratio)``
+
+    Args:
+        log_ratio: ``log π(a|s) − log π_old(a|s)``, shape ``[*B]`` (the gradient flows
+            through it; ``log π_old`` should be a constant).
+        advantages: ``A``, shape ``[*B]`` (under ``stop_gradient``).
+        clip_eps: the clip range ``ε``.
+        mask: valid entries, shape ``[*B]`` (default: all).
+
+    Returns:
+        The scalar loss.
+
+    Example:
+        >>> ppo_clip_loss(jnp.log(jnp.array([1.5, 0.5])), jnp.array([1.0, -1.0]), 0.2)
+        Array(-0.20000002, dtype=float32)
+
+    Reference: Schulman et al. (2017), "Proximal Policy Optimization Algorithms", eq. 7;
+    rlax ``clipped_surrogate_pg_loss``.
+    """
+    advantages = jax.lax.stop_gradient(advantages)
+    ratio = jnp.exp(log_ratio)
+    return -masked_mean(ppo_clipped_surrogate(ratio, advantages, clip_eps), mask)
+
+
+def ppo_diagnostics(
+    log_ratio: Float[Array, "*B"],
+    clip_eps: float | Float[Array, ""],
+    *,
+    mask: Bool[Array, "*B"] | None = None,
+) -> dict[str, Float[Array, ""]]:
+    """PPO's monitoring statistics (no gradient): approximate KL and fraction of clipped ratios.
+
+    ``approx_kl = mean_valid[ (ρ − 1) − log ρ ]``, ``clip_fraction = mean_valid[ |ρ − 1| > ε ]``
+
+    ``(ρ − 1) − log ρ ≥ 0`` is an unbiased, low-variance estimator of ``KL(π_old ‖ π)`` under
+    actions sampled from ``π_old``.
+
+    Args:
+        log_ratio: ``log π(a|s) − log π_old(a|s)``, shape ``[*B]``.
+        clip_eps: the clip range ``ε``.
+        mask: valid entries, shape ``[*B]`` (default: all).
+
+    Returns:
+        ``{"approx_kl", "clip_fraction"}``, scalars under ``stop_gradient``.
+
+    Example:
+        >>> ppo_diagnostics(jnp.log(jnp.array([1.5, 1.0])), 0.2)["clip_fraction"]
+        Array(0.5, dtype=float32)
+
+    Reference: Schulman (2020), "Approximating KL divergence" (the ``k3`` estimator);
+    Schulman et al. (2017); the ``clipfrac`` of OpenAI Baselines' PPO2.
+    """
+    log_ratio = jax.lax.stop_gradient(log_ratio)
+    ratio = jnp.exp(log_ratio)
+    # a float copy of the indicator: what jnp.mean would average a boolean array in
+    clipped = (jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.result_type(float))
+    return {
+        "approx_kl": masked_mean((ratio - 1.0) - log_ratio, mask),
+        "clip_fraction": masked_mean(clipped, mask),
+    }
+
+
+def value_loss(
+    values: Float[Array, "*B"],
+    returns: Float[Array, "*B"],
+    *,
+    old_values: Float[Array, "*B"] | None = None,
+    clip_eps: float | Float[Array, ""] | None = None,
+    mask: Bool[Array, "*B"] | None = None,
+) -> Float[Array, ""]:
+    """Critic regression loss, optionally PPO-clipped around the old values.
+
+    ``L_V = mean_valid[ ½(V − G)² ]``, or with ``old_values`` and ``clip_eps``
+    ``mean_valid[ ½·max((V − G)², (V_old + clip(V − V_old, ±ε) − G)²) ]``
+
+    Args:
+        values: predictions ``V(s)``, shape ``[*B]``.
+        returns: targets ``G``, shape ``[*B]`` (under ``stop_gradient``).
+        old_values: ``V_old(s)`` of the data-collecting critic (under ``stop_gradient``);
+            give it together with ``clip_eps`` for the clipped form.
+        clip_eps: the value clip range ``ε``; give it together with ``old_values``.
+        mask: valid entries, shape ``[*B]`` (default: all).
+
+    Returns:
+        The scalar loss.
+
+    Raises:
+        ValueError: when only one of ``old_values`` and ``clip_eps`` is given.
+
+    Example:
+        >>> value_loss(jnp.array([1.0, 1.0]), jnp.array([2.0, 1.0]))
+        Array(0.25, dtype=float32)
+
+    Reference: Mnih et al. (2016) (the plain form); the clipped form of the PPO baselines
+    implementation, as described by Engstrom et al. (2020), "Implementation Matters in Deep
+    Policy Gradients".
+    """
+    if (old_values is None) != (clip_eps is None):
+        given, missing = (
+            ("old_values", "clip_eps") if clip_eps is None else ("clip_eps", "old_values")
+        )
+        raise ValueError(
+            f"value_loss: the clipped form needs both old_values and clip_eps; got {given} "
+            f"without {missing}"
+        )
+    returns = jax.lax.stop_gradient(returns)
+    if old_values is None:
+        return masked_mean(0.5 * jnp.square(values - returns), mask)
+    old_values = jax.lax.stop_gradient(old_values)
+    return masked_mean(clipped_value_loss(values, old_values, returns, clip_eps), mask)
+
+
+# --------------------------------------------------------------------------------------------
+# Homework wrappers: apply the network, then call the cores
+
+
+def reinforce_loss(
+    policy: Callable[[Array], Any],
+    observations: Array,
+    actions: Array,
+    returns: Float[Array, "..."],
+    *,
+    mask: Array | None = None,
+    baseline: Float[Array, "..."] | None = None,
+    entropy_coef: float | Float[Array, ""] = 0.0,
+) -> Float[Array, ""]:
+    """REINFORCE: ``−mean_valid[ log π(a|s) · (G − b) ] − c_H · mean_valid[ H(π(·|s)) ]``.
+
+    A wrapper: applies ``policy`` to ``observations``, then calls ``policy_gradient_loss`` with
+    weight ``G − b`` and subtracts ``c_H`` times the mean entropy (``−entropy_loss``). Its
+    gradient is the score-function estimate ``−mean ∇log π(a|s)(G − b)`` of the policy gradient
+    theorem; ``G − b`` is under ``stop_gradient`` (a learned baseline gets its own loss).
+
+    Args:
+        policy: module, one observation → distribution.
+        observations: ``[*B, *obs_shape]``.
+        actions: ``[*B]`` (discrete) or ``[*B, d]`` (continuous); ``B = returns.shape``.
+        returns: reward-to-go ``G_t``, shape ``[*B]``.
+        mask: valid entries (e.g. steps whose episode finished inside the rollout).
+        baseline: ``b(s_t)``, shape ``[*B]`` (default 0).
+        entropy_coef: weight ``c_H`` of the entropy bonus.
+
+    Example:
+        >>> g = discounted_returns(rewards, gamma * (1 - terminated), done_t=done)
+        >>> loss = reinforce_loss(policy, obs, actions, g)
+
+    Reference: Williams (1992); Sutton & Barto (2018), §13.3–13.4.
+    """
+    dist = _apply(policy, observations, returns.ndim)
+    weight = returns if baseline is None else returns - baseline
+    loss = policy_gradient_loss(dist.log_prob(actions), weight, mask=mask)
+    entropy = -entropy_loss(dist.entropy(), mask=mask)
+    return loss - entropy_coef * entropy
+
+
+def a2c_loss(
+    actor_critic: Callable[[Array], Any],
+    observations: Array,
+    actions: Array,
+    advantages: Float[Array, "..."],
+    returns: Float[Array, "..."],
+    *,
+    value_coef: float | Float[Array, ""] = 0.5,
+    entropy_coef: float | Float[Array, ""] = 0.01,
+    mask: Array | None = None,
+) -> tuple[Float[Array, ""], dict[str, Array]]:
+    """Advantage actor-critic: ``−mean[log π(a|s)·A] + c_V·mean[½(V(s) − G)²] − c_H·mean[H]``.
+
+    A wrapper: applies ``actor_critic`` to ``observations``, then combines
+    ``policy_gradient_loss``, ``value_loss`` and ``entropy_loss``. ``A`` and ``G`` are targets
+    (``stop_gradient``); the value term trains the critic.
+
+    Returns:
+        ``(loss, {"policy_loss", "value_loss", "entropy"})``.
+
+    Reference: Mnih et al. (2016), "Asynchronous methods for deep RL" (A3C/A2C).
+    """
+    dist, values = _apply(actor_critic, observations, advantages.ndim)
+    policy_loss = policy_gradient_loss(dist.log_prob(actions), advantages, mask=mask)
+    v_loss = value_loss(values, returns, mask=mask)
+    entropy = -entropy_loss(dist.entropy(), mask=mask)
+    loss = policy_loss + value_coef * v_loss - entropy_coef * entropy
+    return loss, {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": entropy}
+
+
 def ppo_loss(
     actor_critic: Callable[[Array], Any],
     observations: Array,
@@ -153,31 +363,29 @@ def ppo_loss(
     value_clip_eps: float | Float[Array, ""] | None = 0.2,
     value_coef: float | Float[Array, ""] = 0.5,
     entropy_coef: float | Float[Array, ""] = 0.0,
+    mask: Array | None = None,
 ) -> tuple[Float[Array, ""], dict[str, Array]]:
     """PPO-clip: ``−mean[surrogate] + c_V·mean[value loss] − c_H·mean[H]``.
 
-    ``value_clip_eps=None`` uses the plain ``½(V − G)²``. Returns ``(loss, info)`` with
-    ``policy_loss``, ``value_loss``, ``entropy``, ``approx_kl`` (``mean[(ρ − 1) − log ρ]``) and
+    A wrapper: applies ``actor_critic`` to ``observations``, then combines ``ppo_clip_loss``,
+    ``value_loss`` (clipped around ``old_values`` with ``value_clip_eps``; ``None`` uses the
+    plain ``½(V − G)²``) and ``entropy_loss``, and adds ``ppo_diagnostics``. Every mean is over
+    the entries valid under ``mask``. Returns ``(loss, info)`` with ``policy_loss``,
+    ``value_loss``, ``entropy``, ``approx_kl`` (``mean[(ρ − 1) − log ρ]``) and
     ``clip_fraction``.
     """
     dist, values = _apply(actor_critic, observations, advantages.ndim)
-    old_log_probs, old_values, advantages, returns = jax.lax.stop_gradient(
-        (old_log_probs, old_values, advantages, returns)
+    log_ratio = dist.log_prob(actions) - jax.lax.stop_gradient(old_log_probs)
+    policy_loss = ppo_clip_loss(log_ratio, advantages, clip_eps, mask=mask)
+    clip_value = value_clip_eps is not None
+    v_loss = value_loss(
+        values,
+        returns,
+        old_values=old_values if clip_value else None,
+        clip_eps=value_clip_eps,
+        mask=mask,
     )
-    log_ratio = dist.log_prob(actions) - old_log_probs
-    ratio = jnp.exp(log_ratio)
-    policy_loss = -jnp.mean(ppo_clipped_surrogate(ratio, advantages, clip_eps))
-    if value_clip_eps is None:
-        value_loss = jnp.mean(0.5 * jnp.square(values - returns))
-    else:
-        value_loss = jnp.mean(clipped_value_loss(values, old_values, returns, value_clip_eps))
-    entropy = jnp.mean(dist.entropy())
-    loss = policy_loss + value_coef * value_loss - entropy_coef * entropy
-    info = {
-        "policy_loss": policy_loss,
-        "value_loss": value_loss,
-        "entropy": entropy,
-        "approx_kl": jnp.mean((ratio - 1.0) - log_ratio),
-        "clip_fraction": jnp.mean(jnp.abs(ratio - 1.0) > clip_eps),
-    }
-    return loss, info
+    entropy = -entropy_loss(dist.entropy(), mask=mask)
+    loss = policy_loss + value_coef * v_loss - entropy_coef * entropy
+    info = {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": entropy}
+    return loss, info | ppo_diagnostics(log_ratio, clip_eps, mask=mask)

@@ -44,6 +44,7 @@ __all__ = [
     "PrioritizedBuffer",
     "init",
     "add",
+    "add_where",
     "sample",
     "update_priorities",
     "can_sample",
@@ -192,6 +193,23 @@ def add(
     storage = replay.add_batch(buffer.storage, items, valid)
     mask = None if valid is None else jnp.broadcast_to(valid, (n,))
     tree = tree_set(buffer.tree, idx, buffer.max_priority, mask)
+    return PrioritizedBuffer(storage, tree, buffer.max_priority)
+
+
+@jax.jit
+def add_where(
+    buffer: PrioritizedBuffer[Item], items: Item, mask: Bool[Array, " B"]
+) -> PrioritizedBuffer[Item]:
+    """Store the rows of a batch ``[B, ...]`` where ``mask`` is ``True`` (packed in order, as
+    ``replay.add_where``), each with the largest priority seen so far; other rows are not stored.
+
+    Example:
+        >>> buffer = prioritized.add_where(buffer, transitions, jnp.array([True, False, True]))
+    """
+    n = int(jax.tree.leaves(items)[0].shape[0])
+    slots, keep = replay.slots_where(buffer.storage, mask, n)
+    storage = replay.add_where(buffer.storage, items, keep)
+    tree = tree_set(buffer.tree, slots, buffer.max_priority, keep)
     return PrioritizedBuffer(storage, tree, buffer.max_priority)
 
 

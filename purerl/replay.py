@@ -36,9 +36,12 @@ __all__ = [
     "init",
     "add",
     "add_batch",
+    "add_where",
     "sample",
+    "sample_indices",
     "can_sample",
     "slots_written",
+    "slots_where",
     "NStepWindow",
     "window_init",
     "window_push",
@@ -154,6 +157,60 @@ def add_batch(
     )
 
 
+@jax.jit
+def add_where(
+    buffer: ReplayBuffer[Item], items: Item, mask: Bool[Array, " B"]
+) -> ReplayBuffer[Item]:
+    """Write the rows of ``items`` (leaves ``[B, ...]``) where ``mask`` is ``True``, packed in
+    order into the next ``Σ mask`` slots; rows where it is ``False`` are not stored at all.
+
+    With an all-``True`` mask this stores exactly what ``add_batch(buffer, items)`` stores.
+
+    Args:
+        buffer: the buffer to write into.
+        items: a batch, leaves ``[B, ...]``.
+        mask: ``[B]`` booleans (may be traced): which rows to keep.
+
+    Returns:
+        The buffer with ``position`` and ``size`` advanced by ``Σ mask``.
+
+    Example:
+        >>> buffer = replay.add_where(buffer, transitions, mask=jnp.array([True, False, True]))
+
+    Raises:
+        ValueError: if ``B`` exceeds the capacity.
+    """
+    n = int(jax.tree.leaves(items)[0].shape[0])
+    if n > buffer.capacity:
+        raise ValueError(
+            f"cannot add a batch of {n} items to a buffer of capacity {buffer.capacity}"
+        )
+    slots, keep = slots_where(buffer, mask, n)
+    target = jnp.where(keep, slots, buffer.capacity)  # out of range: mode="drop" skips it
+    data = jax.tree.map(
+        lambda store, x: store.at[target].set(jnp.asarray(x, store.dtype), mode="drop"),
+        buffer.data,
+        items,
+    )
+    count = jnp.sum(keep, dtype=jnp.int32)
+    return ReplayBuffer(
+        data=data,
+        position=(buffer.position + count) % buffer.capacity,
+        size=jnp.minimum(buffer.size + count, buffer.capacity),
+    )
+
+
+def slots_where(
+    buffer: ReplayBuffer, mask: Bool[Array, " n"], n: int
+) -> tuple[Int[Array, " n"], Bool[Array, " n"]]:
+    """``(slots, keep)`` for ``add_where``: kept row ``i`` goes to slot ``(position + r_i) %
+    capacity``, ``r_i`` the number of kept rows before it; ``keep`` is ``mask`` as ``[n]``
+    booleans. Slots of dropped rows are in range but meaningless."""
+    keep = jnp.broadcast_to(jnp.asarray(mask, bool), (n,))
+    rank = jnp.cumsum(keep.astype(jnp.int32)) - 1
+    return (buffer.position + rank) % buffer.capacity, keep
+
+
 def slots_written(buffer: ReplayBuffer, n: int) -> Int[Array, " n"]:
     """The slots the next ``add_batch`` of ``n`` items writes: ``(position + i) % capacity``."""
     return (buffer.position + jnp.arange(n, dtype=jnp.int32)) % buffer.capacity
@@ -170,8 +227,18 @@ def sample(key: PRNGKeyArray, buffer: ReplayBuffer[Item], batch_size: int) -> It
 
     An empty buffer returns copies of slot 0 (zeros); guard with ``can_sample``.
     """
-    idx = jax.random.randint(key, (int(batch_size),), 0, jnp.maximum(buffer.size, 1))
+    idx = sample_indices(key, buffer, batch_size)
     return jax.tree.map(lambda store: store[idx], buffer.data)
+
+
+@partial(jax.jit, static_argnames="batch_size")
+def sample_indices(key: PRNGKeyArray, buffer: ReplayBuffer, batch_size: int) -> Int[Array, " B"]:
+    """The slots ``sample`` draws: ``batch_size`` uniform integers in ``[0, max(size, 1))``.
+
+    Example:
+        >>> idx = replay.sample_indices(key, buffer, 64)   # replay.sample gathers these slots
+    """
+    return jax.random.randint(key, (int(batch_size),), 0, jnp.maximum(buffer.size, 1))
 
 
 # ------------------------------------------------------------------------------ n-step windows

@@ -39,7 +39,7 @@ def probe_config(env_id, **kw):
 def q_values(state, obs):
     """Q-values of every seed's network at each observation: [seeds, len(obs), A]."""
     obs = jnp.asarray(obs, jnp.float32).reshape(-1, 1)
-    return np.asarray(jax.vmap(lambda net: jax.vmap(net)(obs))(state.q_net))
+    return np.asarray(jax.vmap(lambda net: jax.vmap(net)(obs))(state.network))
 
 
 def train_seeds(config, seeds=2):
@@ -108,7 +108,7 @@ def test_same_key_gives_bitwise_identical_results(short_cartpole):
     _, train = short_cartpole
     s1, m1 = train(jax.random.PRNGKey(3))
     s2, m2 = train(jax.random.PRNGKey(3))
-    for a, b in zip(_leaves((s1.q_net, m1)), _leaves((s2.q_net, m2)), strict=True):
+    for a, b in zip(_leaves((s1.network, m1)), _leaves((s2.network, m2)), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -117,7 +117,7 @@ def test_different_seeds_give_different_trajectories(short_cartpole):
     s1, m1 = train(jax.random.PRNGKey(0))
     s2, m2 = train(jax.random.PRNGKey(1))
     assert not np.array_equal(m1["episode_return"], m2["episode_return"])
-    assert not np.array_equal(_leaves(s1.q_net)[0], _leaves(s2.q_net)[0])
+    assert not np.array_equal(_leaves(s1.network)[0], _leaves(s2.network)[0])
 
 
 def test_vmapped_run_equals_runs_one_by_one(short_cartpole):
@@ -134,7 +134,7 @@ def test_vmapped_run_equals_runs_one_by_one(short_cartpole):
             else:
                 np.testing.assert_array_equal(vm[k][i], m[k], err_msg=k)
         for a, b in zip(
-            _leaves(jax.tree.map(lambda x, i=i: x[i], vs.q_net)), _leaves(s.q_net), strict=True
+            _leaves(jax.tree.map(lambda x, i=i: x[i], vs.network)), _leaves(s.network), strict=True
         ):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 

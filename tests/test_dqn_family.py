@@ -280,7 +280,7 @@ def train_probe(env_id, seeds=2, **kw):
 
 def q_values(state, obs):
     obs = jnp.asarray(obs, jnp.float32).reshape(-1, 1)
-    return np.asarray(jax.vmap(lambda net: jax.vmap(net)(obs))(state.q_net))
+    return np.asarray(jax.vmap(lambda net: jax.vmap(net)(obs))(state.network))
 
 
 # Double DQN (the default, double=True) is checked on the same probes by tests/test_dqn.py.
@@ -336,10 +336,10 @@ def test_minatar_cnn_dqn_runs_a_jitted_vmapped_step_on_breakout():
     )
     keys = jax.random.split(jax.random.PRNGKey(0), 2)
     state = jax.jit(jax.vmap(lambda k: dqn.init(k, config)))(keys)
-    assert isinstance(state.q_net.torso, ConvTorso)
-    assert state.q_net.torso.convs[0].weight.shape == (2, 16, 4, 3, 3)  # [seeds, out, in, 3, 3]
+    assert isinstance(state.network.torso, ConvTorso)
+    assert state.network.torso.convs[0].weight.shape == (2, 16, 4, 3, 3)  # [seeds, out, in, 3, 3]
     assert state.buffer.data.obs.shape == (2, 256, 10, 10, 4)
-    before = np.asarray(state.q_net.head.weight)
+    before = np.asarray(state.network.head.weight)
 
     def steps(s):
         return jax.lax.scan(lambda c, _: dqn.step(c), s, None, length=10)
@@ -347,8 +347,8 @@ def test_minatar_cnn_dqn_runs_a_jitted_vmapped_step_on_breakout():
     state, metrics = jax.jit(jax.vmap(steps))(state)
     assert np.asarray(metrics["learning"])[:, -1].all()  # 40 env steps ≥ learning_starts
     assert np.isfinite(np.asarray(metrics["loss"])).all()
-    assert not np.allclose(np.asarray(state.q_net.head.weight), before)
-    q = jax.vmap(lambda net, o: jax.vmap(net)(o))(state.q_net, state.env_state.obs)
+    assert not np.allclose(np.asarray(state.network.head.weight), before)
+    q = jax.vmap(lambda net, o: jax.vmap(net)(o))(state.network, state.env_state.obs)
     assert q.shape == (2, 4, 3) and np.isfinite(np.asarray(q)).all()
 
 

@@ -86,7 +86,7 @@ def test_bad_config_raises_naming_the_field(name, change, field):
         (dict(num_minibatches=0), "num_minibatches"),
         (dict(clip_eps=0.0), "clip_eps"),
         (dict(clip_eps=-0.2), "clip_eps"),
-        (dict(gae_lambda=1.5), "gae_lambda"),
+        (dict(lambda_=1.5), "lambda_"),
         (dict(update_epochs=0), "update_epochs"),
     ],
 )

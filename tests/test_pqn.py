@@ -17,7 +17,7 @@ from purerl.networks import QNetwork
 
 
 def test_registered():
-    assert ALGORITHMS["pqn"] is pqn
+    assert ALGORITHMS["pqn"] is pqn.ALGORITHM
     pqn.make_train(pqn.Config())  # the defaults are valid
 
 
@@ -113,7 +113,7 @@ def train(config, seeds=2, seed=0):
 
 def q_values(state, obs):
     obs = jnp.asarray(obs, jnp.float32).reshape(-1, 1)
-    return np.asarray(jax.vmap(lambda net: jax.vmap(net)(obs))(state.q_net))
+    return np.asarray(jax.vmap(lambda net: jax.vmap(net)(obs))(state.network))
 
 
 def _leaves(tree):
@@ -134,7 +134,7 @@ def test_vmapped_run_equals_runs_one_by_one_and_is_deterministic():
             else:
                 np.testing.assert_array_equal(vm[k][i], m[k], err_msg=k)
     s2, m2 = one(keys[1])
-    for a, b in zip(_leaves((s.q_net, m)), _leaves((s2.q_net, m2)), strict=True):
+    for a, b in zip(_leaves((s.network, m)), _leaves((s2.network, m2)), strict=True):
         np.testing.assert_array_equal(a, b)
 
 

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from purerl.algorithms.core import Policy
 from purerl.algorithms.rollout import Rollout, collect
 from purerl.envs import VecEnv
 
@@ -18,15 +19,18 @@ T, N = 12, 3  # one shape for every rollout: each new one compiles the scan agai
 GAMMA = 0.9
 
 
-def zero_act(key, obs):
+def _zero_act(params, key, obs, carry, first):
     n = obs.shape[0]
-    zeros = jnp.zeros((n,), jnp.int32)
-    return zeros, zeros, {"value": jnp.zeros((n,), jnp.float32)}
+    return jnp.zeros((n,), jnp.int32), carry, {"value": jnp.zeros((n,), jnp.float32)}
 
 
-def random_act(key, obs):
+def _random_act(params, key, obs, carry, first):
     action = jax.random.randint(key, (obs.shape[0],), 0, 2).astype(jnp.int32)
-    return action, action, {"obs_seen": obs[:, 0], "key": key}
+    return action, carry, {"obs_seen": obs[:, 0], "key": key}
+
+
+zero_act = Policy(None, _zero_act)
+random_act = Policy(None, _random_act)
 
 
 @functools.cache
@@ -171,3 +175,54 @@ def test_minibatch_epochs_visit_every_item_once_per_epoch():
     for epoch in np.asarray(info["seen"]):
         np.testing.assert_array_equal(np.sort(epoch.ravel()), np.arange(24.0))
     assert not np.array_equal(info["seen"][0], info["seen"][1])  # reshuffled every epoch
+
+
+def test_sequences_keep_time_order_and_minibatches_cover_every_step_once():
+    """Per-env sequences: inside each, time runs in order for ONE env; minibatching over
+    sequences (axis=1) never shuffles time and covers every (t, env) once per epoch."""
+    from purerl.algorithms.rollout import minibatch_epochs, sequences
+
+    t_steps, n_envs, length = 8, 3, 4
+    t_idx, n_idx = np.meshgrid(np.arange(t_steps), np.arange(n_envs), indexing="ij")
+    batch = sequences({"t": jnp.asarray(t_idx), "n": jnp.asarray(n_idx)}, length)
+    assert batch["t"].shape == (length, t_steps // length * n_envs)
+    t_seq, n_seq = np.asarray(batch["t"]), np.asarray(batch["n"])
+    assert (np.diff(t_seq, axis=0) == 1).all()  # consecutive steps
+    assert (n_seq == n_seq[:1]).all()  # one env per sequence
+
+    def update(count, mb):
+        assert mb["t"].shape == (length, 2)
+        return count + 1, {"t": mb["t"], "n": mb["n"]}
+
+    _, info = jax.jit(
+        lambda k: minibatch_epochs(update, 0, k, batch, epochs=2, num_minibatches=3, axis=1)
+    )(jax.random.PRNGKey(1))
+    for epoch in range(2):
+        t = np.asarray(info["t"][epoch])  # [minibatches, L, S/M]
+        assert (np.diff(t, axis=1) == 1).all()
+        n = np.asarray(info["n"][epoch])
+        pairs = set(zip(t.ravel(), n.ravel(), strict=True))
+        assert len(pairs) == t_steps * n_envs  # every step exactly once
+    with pytest.raises(ValueError, match="^sequence_length:"):
+        sequences(batch, 3)
+
+
+def test_collect_marks_episode_starts_and_threads_the_carry(time_limit):
+    """``first`` is true at t = 0 and right after every end; a counting carry comes back as
+    the number of steps taken, and the policy saw ``first`` (resetting its count there)."""
+    env = make_env("TimeLimit-probe")
+
+    def counting_act(params, key, obs, carry, first):
+        carry = jnp.where(first, 0, carry) + 1
+        return jnp.zeros((obs.shape[0],), jnp.int32), carry, {"count": carry}
+
+    reset_key, key = jax.random.split(jax.random.PRNGKey(0))
+    policy = Policy(None, counting_act)
+    carry0 = jnp.zeros((N,), jnp.int32)
+    _, ro, _ = collect_jit(key, env, env.reset(reset_key), policy, T, carry0)
+    first, done = np.asarray(ro.first), np.asarray(ro.done)
+    assert first[0].all()
+    np.testing.assert_array_equal(first[1:], done[:-1])
+    np.testing.assert_array_equal(np.asarray(ro.carry), 0)
+    np.testing.assert_array_equal(np.asarray(ro.final_carry), np.asarray(ro.extras["count"][-1]))
+    assert np.asarray(ro.extras["count"]).max() == 5  # TimeLimit-probe: 5-step episodes

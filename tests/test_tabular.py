@@ -204,7 +204,7 @@ def test_unknown_env_suggests_close_names():
 def test_env_kwargs_accept_a_dict_and_reach_the_env():
     config = tabular.Config(env_kwargs={"step_reward": -2.0, "intended_prob": 1.0})
     assert config.env_kwargs == (("intended_prob", 1.0), ("step_reward", -2.0))
-    env, _ = tabular.make_envs(config)
+    env = tabular.make_env(config, config.num_envs)
     assert env.params.step_reward == -2.0
 
 

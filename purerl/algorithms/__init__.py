@@ -1,15 +1,20 @@
-"""L3: one module per algorithm, all with the same shape: ``Config``, ``init``, ``step``,
-``evaluate``, ``make_train``."""
+"""L3: one module per algorithm, each registered in ``core.ALGORITHMS`` as an
+``core.Algorithm`` record (``Config``, ``init``, ``step``, ``greedy_policy``, ...); the generic
+``make_train``, ``schedule`` and evaluation of ``core`` serve them all."""
 
-from purerl.algorithms import a2c, dqn, ppo, pqn, reinforce, tabular
+from purerl.algorithms import a2c, core, dqn, ppo, pqn, reinforce, tabular
+from purerl.algorithms.core import ALGORITHMS, Algorithm, Policy, register
 
-ALGORITHMS = {
-    "dqn": dqn,
-    "pqn": pqn,
-    "reinforce": reinforce,
-    "a2c": a2c,
-    "ppo": ppo,
-    "tabular": tabular,
-}
-
-__all__ = ["dqn", "pqn", "reinforce", "a2c", "ppo", "tabular", "ALGORITHMS"]
+__all__ = [
+    "core",
+    "dqn",
+    "pqn",
+    "reinforce",
+    "a2c",
+    "ppo",
+    "tabular",
+    "ALGORITHMS",
+    "Algorithm",
+    "Policy",
+    "register",
+]

@@ -11,20 +11,19 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import equinox as eqx
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from purerl.algorithms import actor_critic as ac
-from purerl.algorithms.common import require
 from purerl.algorithms.rollout import Rollout
 from purerl.policy_gradient import a2c_loss
 from purerl.returns import discounted_returns
 
-__all__ = ["Config", "State", "init", "step", "evaluate", "make_train", "schedule"]
+__all__ = ["Config", "State", "init", "step", "ALGORITHM", "make_train", "schedule"]
 
 State = ac.PGState
-evaluate = ac.evaluate
-schedule = ac.schedule
 
 
 class Config(ac.PGConfig):
@@ -35,15 +34,11 @@ class Config(ac.PGConfig):
     total_steps: int = eqx.field(static=True, default=200_000)
     eval_every: int = eqx.field(static=True, default=20_000)
     learning_rate: float | Float[Array, ""] = 7e-4
-    value_coef: float | Float[Array, ""] = 0.5
-
-    def __check_init__(self):
-        require(self.value_coef >= 0, "value_coef", f"must be >= 0, got {self.value_coef}")
 
 
-def init(key: PRNGKeyArray, config: Config) -> State:
+def init(key: PRNGKeyArray, config: Config, *, network: Any = None) -> State:
     """Reset envs, build the actor-critic and optimizer state."""
-    return ac.init_state(key, config)
+    return ac.init_state(key, config, network)
 
 
 def _loss(network, rollout: Rollout, config: Config):
@@ -63,11 +58,24 @@ def _loss(network, rollout: Rollout, config: Config):
     )
 
 
-step = ac.one_update_step(
-    _loss, "Collect n steps from every env, take one actor-critic gradient step."
-)
+def step(state: State) -> tuple[State, dict[str, Array]]:
+    """Collect n steps from every env, take one actor-critic gradient step."""
+    return ac.one_update(state, _loss)
 
 
-def make_train(config: Config):
-    """``train(key) -> (final_state, metrics)``; every check runs first, before any compile."""
-    return ac.make_train(config, step)
+def quick_config() -> Config:
+    """A a2c run that trains on a probe env in a second (conformance tests)."""
+    return Config(
+        env_id="ObsActionReward-probe",
+        total_steps=512,
+        eval_every=256,
+        num_envs=4,
+        num_steps=16,
+        hidden_sizes=(16,),
+        eval_envs=2,
+    )
+
+
+ALGORITHM = ac.register_pg("a2c", Config, init, step, quick_config)
+make_train = ALGORITHM.make_train
+schedule = ALGORITHM.schedule

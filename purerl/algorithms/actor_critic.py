@@ -1,5 +1,6 @@
 """L3 helpers shared by the policy-gradient algorithms (REINFORCE, A2C, PPO): the common
-config fields and checks, the training state, acting, greedy evaluation and the optimizer."""
+config fields and checks, the training state, the sampling and greedy policies, rollouts, the
+optimizer and the one-gradient-step update."""
 
 from __future__ import annotations
 
@@ -13,28 +14,24 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from purerl import running_stats
-from purerl.algorithms.common import (
-    check_shared_fields,
-    greedy_episode_returns,
-    iteration_schedule,
-    require,
-    run_periods,
-)
+from purerl.algorithms.common import check_shared_fields, iteration_schedule, require
+from purerl.algorithms.core import Algorithm, Policy, build_network, register
 from purerl.algorithms.rollout import Rollout, collect
 from purerl.envs import VecEnv, VecEnvState
 from purerl.networks import ActorCritic
-from purerl.policies import clip_action
 
 __all__ = [
     "PGConfig",
     "PGState",
-    "check_pg_config",
-    "make_envs",
+    "check_pg_fields",
+    "check_env",
+    "iteration_steps",
     "init_state",
-    "act_fn",
-    "evaluate",
-    "schedule",
+    "sampling_policy",
+    "greedy_policy",
     "make_optimizer",
+    "one_update",
+    "register_pg",
 ]
 
 
@@ -61,14 +58,15 @@ class PGConfig(eqx.Module):
     learning_rate: float | Float[Array, ""] = 2.5e-4
     gamma: float | Float[Array, ""] = 0.99
     entropy_coef: float | Float[Array, ""] = 0.01
+    value_coef: float | Float[Array, ""] = 0.5
     max_grad_norm: float | Float[Array, ""] = 0.5
     log_std_init: float | Float[Array, ""] = 0.0
 
     def __check_init__(self):
-        check_pg_config(self)
+        check_pg_fields(self)
 
 
-def check_pg_config(c: PGConfig) -> None:
+def check_pg_fields(c: PGConfig) -> None:
     """Environment-free checks; ``ValueError`` naming the first bad field."""
     check_shared_fields(c, ("total_steps", "num_envs", "num_steps", "eval_every", "eval_envs"))
     require(
@@ -77,26 +75,24 @@ def check_pg_config(c: PGConfig) -> None:
         f"must be 'auto', 'discrete' or 'continuous', got {c.action_space!r}",
     )
     require(c.entropy_coef >= 0, "entropy_coef", f"must be >= 0, got {c.entropy_coef}")
-    schedule(c)
+    require(c.value_coef >= 0, "value_coef", f"must be >= 0, got {c.value_coef}")
+    iteration_schedule(c.total_steps, iteration_steps(c), c.eval_every)
 
 
-def schedule(c: PGConfig) -> tuple[int, int]:
-    """``(num_periods, iterations_per_period)``; one iteration collects ``num_envs × num_steps``."""
-    return iteration_schedule(
-        c.total_steps, c.num_envs * c.num_steps, c.eval_every, "num_envs × num_steps"
-    )
+def iteration_steps(c: PGConfig) -> int:
+    """Env steps of one iteration: ``num_envs × num_steps``."""
+    return c.num_envs * c.num_steps
 
 
-def make_envs(c: PGConfig) -> tuple[VecEnv, VecEnv]:
-    """Training and evaluation envs; ``ValueError`` if the action space contradicts the config."""
-    env = VecEnv.make(c.env_id, num_envs=c.num_envs)
+def check_env(c: PGConfig) -> None:
+    """``ValueError`` for an unknown env id or an action space that contradicts the config."""
+    env = VecEnv.make(c.env_id, num_envs=1)
     kind = "discrete" if env.is_discrete else "continuous"
     require(
         c.action_space in ("auto", kind),
         "action_space",
         f"the config asks for a {c.action_space} action space but {c.env_id} is {kind}",
     )
-    return env, VecEnv.make(c.env_id, num_envs=c.eval_envs)
 
 
 class PGState(eqx.Module):
@@ -104,9 +100,8 @@ class PGState(eqx.Module):
 
     config: Any
     env: VecEnv
-    eval_env: VecEnv
     env_state: VecEnvState
-    network: ActorCritic
+    network: Any
     opt_state: Any
     obs_stats: running_stats.RunningStats
     key: PRNGKeyArray
@@ -133,66 +128,65 @@ def make_optimizer(c: PGConfig, total_updates: int | None = None) -> optax.Gradi
     return optax.chain(optax.clip_by_global_norm(c.max_grad_norm), optax.adam(lr, eps=1e-5))
 
 
-def init_state(key: PRNGKeyArray, c: PGConfig, total_updates: int | None = None) -> PGState:
-    """Reset the envs and build the actor-critic and its optimizer state."""
-    env, eval_env = make_envs(c)
+def init_state(
+    key: PRNGKeyArray, c: PGConfig, network: Any = None, total_updates: int | None = None
+) -> PGState:
+    """Reset the envs and build the actor-critic (the default ``ActorCritic``, or the user's
+    ``network``: a module or factory mapping one observation to ``(distribution, value)``) and
+    its optimizer state."""
+    env = VecEnv.make(c.env_id, num_envs=c.num_envs)
     key, env_key, net_key = jax.random.split(key, 3)
-    network = ActorCritic(
-        env.obs_shape,
-        env.action_dim,
-        continuous=not env.is_discrete,
-        hidden_sizes=c.hidden_sizes,
-        activation=c.activation,
-        shared_torso=c.shared_torso,
-        log_std_init=c.log_std_init,
-        key=net_key,
-    )
-    opt_state = make_optimizer(c, total_updates).init(eqx.filter(network, eqx.is_inexact_array))
+
+    def default(k: PRNGKeyArray) -> ActorCritic:
+        return ActorCritic(
+            env.obs_shape,
+            env.action_dim,
+            continuous=not env.is_discrete,
+            hidden_sizes=c.hidden_sizes,
+            activation=c.activation,
+            shared_torso=c.shared_torso,
+            log_std_init=c.log_std_init,
+            key=k,
+        )
+
+    net = build_network(network, net_key, env, default)
+    opt_state = make_optimizer(c, total_updates).init(eqx.filter(net, eqx.is_inexact_array))
     stats = running_stats.init(env.obs_shape)
-    return PGState(
-        c,
-        env,
-        eval_env,
-        env.reset(env_key),
-        network,
-        opt_state,
-        stats,
-        key,
-        jnp.zeros((), jnp.int32),
-    )
+    zero = jnp.zeros((), jnp.int32)
+    return PGState(c, env, env.reset(env_key), net, opt_state, stats, key, zero)
 
 
-def _to_env(env: VecEnv, action: Array) -> Array:
-    if env.is_discrete:
-        return action
-    low, high = env.action_bounds
-    return clip_action(action, low, high)
+def _inputs(params: tuple[Any, Any], obs: Array) -> Array:
+    stats = params[1]
+    return obs if stats is None else running_stats.normalize(stats, obs)
 
 
-def act_fn(network: ActorCritic, env: VecEnv, observe: Callable[[Array], Array] = lambda o: o):
-    """Sampling policy for ``rollout.collect``: stores the raw sample, its log-prob and V(s);
-    sends the env the sample clipped into the action box. ``observe`` maps env observations
-    to network inputs."""
-
-    def act(key: PRNGKeyArray, obs: Array):
-        dist, value = jax.vmap(network)(observe(obs))
-        action = dist.sample(key)
-        return _to_env(env, action), action, {"log_prob": dist.log_prob(action), "value": value}
-
-    return act
+def _sample_act(params, key, obs, carry, first):
+    dist, value = jax.vmap(params[0])(_inputs(params, obs))
+    action = dist.sample(key)
+    return action, carry, {"log_prob": dist.log_prob(action), "value": value}
 
 
-def evaluate(state: PGState) -> tuple[PGState, dict[str, Array]]:
-    """Mean return of one greedy episode (mode of π) on each of ``eval_envs`` separate envs."""
-    key, eval_key = jax.random.split(state.key)
+def _mode_act(params, key, obs, carry, first):
+    dist, _ = jax.vmap(params[0])(_inputs(params, obs))
+    return dist.mode(), carry, {}
 
-    def greedy(obs):
-        dist, _ = jax.vmap(state.network)(state.observe(obs))
-        return _to_env(state.eval_env, dist.mode())
 
-    returns = greedy_episode_returns(eval_key, state.eval_env, greedy)
-    state = eqx.tree_at(lambda s: s.key, state, key)
-    return state, {"eval_return": jnp.mean(returns), "eval_env_steps": state.env_steps}
+def _params(state: PGState) -> tuple[Any, Any]:
+    """``(network, observation statistics or None)``: what acting needs."""
+    stats = state.obs_stats if state.config.normalize_observations else None
+    return state.network, stats
+
+
+def sampling_policy(state: PGState) -> Policy:
+    """Sample from π(·|s); extras are the log-prob and V(s). The env clips continuous samples
+    into its action box; the rollout keeps the raw sample (its log-prob is the one stored)."""
+    return Policy(_params(state), _sample_act)
+
+
+def greedy_policy(state: PGState) -> Policy:
+    """The mode of π(·|s): how the policy-gradient family is evaluated."""
+    return Policy(_params(state), _mode_act)
 
 
 def values_of(network: ActorCritic, obs: Array) -> Float[Array, "T N"]:
@@ -217,9 +211,8 @@ def collect_rollout(state: PGState) -> tuple[PGState, Rollout, dict[str, Array]]
     statistics the policy acted on), and the statistics then absorb the new raw ones.
     """
     key, rollout_key = jax.random.split(state.key)
-    act = act_fn(state.network, state.env, state.observe)
     env_state, rollout, episodes = collect(
-        rollout_key, state.env, state.env_state, act, state.config.num_steps
+        rollout_key, state.env, state.env_state, sampling_policy(state), state.config.num_steps
     )
     stats = state.obs_stats
     if state.config.normalize_observations:
@@ -245,32 +238,30 @@ def finish_iteration(
     return state, {**metrics, "env_steps": state.env_steps}
 
 
-def one_update_step(loss: Callable[[ActorCritic, Rollout, Any], tuple[Array, dict]], doc: str):
-    """``step`` for algorithms that take ONE gradient step per rollout on ``loss``."""
-
-    def step(state: PGState) -> tuple[PGState, dict[str, Array]]:
-        state, rollout, episodes = collect_rollout(state)
-        grad_fn = eqx.filter_value_and_grad(loss, has_aux=True)
-        (value, info), grads = grad_fn(state.network, rollout, state.config)
-        optimizer = make_optimizer(state.config)
-        network, opt_state = apply_gradients(state.network, state.opt_state, grads, optimizer)
-        return finish_iteration(state, network, opt_state, {"loss": value, **info, **episodes})
-
-    step.__doc__ = doc
-    return step
+def one_update(
+    state: PGState, loss: Callable[[Any, Rollout, Any], tuple[Array, dict]]
+) -> tuple[PGState, dict[str, Array]]:
+    """Collect a rollout and take ONE gradient step on ``loss(network, rollout, config)``
+    (REINFORCE and A2C)."""
+    state, rollout, episodes = collect_rollout(state)
+    grad_fn = eqx.filter_value_and_grad(loss, has_aux=True)
+    (value, info), grads = grad_fn(state.network, rollout, state.config)
+    optimizer = make_optimizer(state.config)
+    network, opt_state = apply_gradients(state.network, state.opt_state, grads, optimizer)
+    return finish_iteration(state, network, opt_state, {"loss": value, **info, **episodes})
 
 
-def make_train(
-    config: PGConfig,
-    step: Callable[[PGState], tuple[PGState, dict[str, Array]]],
-    init: Callable[[PRNGKeyArray, Any], PGState] = init_state,
-):
-    """``train(key)`` for a policy-gradient ``step``; all checks run here, before any compile."""
-    check_pg_config(config)
-    make_envs(config)
-    num_periods, period = schedule(config)
-
-    def train(key: PRNGKeyArray) -> tuple[PGState, dict[str, Array]]:
-        return run_periods(step, evaluate, init(key, config), num_periods, period)
-
-    return train
+def register_pg(name: str, config: type, init, step, quick_config) -> Algorithm:
+    """Register a policy-gradient algorithm: its own ``Config``, ``init``, ``step`` and quick
+    config; acting, evaluation, schedule and checks are the family's."""
+    algorithm = Algorithm(
+        name=name,
+        Config=config,
+        init=init,
+        step=step,
+        greedy_policy=greedy_policy,
+        iteration_steps=iteration_steps,
+        quick_config=quick_config,
+        check=check_env,
+    )
+    return register(algorithm)

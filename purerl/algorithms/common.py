@@ -1,17 +1,15 @@
-"""L3 helpers shared by every algorithm: config checks, the period loop, greedy evaluation,
-episode metrics. Written once here so no algorithm file copies another."""
+"""L3 helpers shared by every algorithm's own code: config checks, the iteration schedule,
+episode metrics. (The contract, the training loop and evaluation live in ``core``.)"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, PRNGKeyArray
+from jaxtyping import Array
 
-from purerl.envs import VecEnv
 from purerl.networks import ACTIVATIONS
 from purerl.types import Timestep
 
@@ -20,12 +18,8 @@ __all__ = [
     "check_shared_fields",
     "is_concrete",
     "iteration_schedule",
-    "run_periods",
-    "greedy_episode_returns",
     "finished_episode_stats",
 ]
-
-S = TypeVar("S")
 
 
 def is_concrete(x: Any) -> bool:
@@ -65,12 +59,12 @@ def check_shared_fields(c: Any, positive: tuple[str, ...]) -> None:
 
 
 def iteration_schedule(
-    total_steps: int, steps_per_iteration: int, eval_every: int, per_iteration: str = "num_envs"
+    total_steps: int, steps_per_iteration: int, eval_every: int
 ) -> tuple[int, int]:
     """``(num_periods, iterations_per_period)`` for a run of ``total_steps`` env steps.
 
-    One iteration takes ``steps_per_iteration`` env steps (named ``per_iteration`` in errors);
-    an evaluation closes every period of ``eval_every`` env steps. Uneven sizes are refused
+    One iteration takes ``steps_per_iteration`` env steps; an evaluation closes every period of
+    ``eval_every`` env steps. Uneven sizes are refused
     rather than silently cut.
     """
     require(total_steps > 0, "total_steps", f"must be > 0, got {total_steps}")
@@ -78,8 +72,8 @@ def iteration_schedule(
     require(
         eval_every % steps_per_iteration == 0,
         "eval_every",
-        f"must be a multiple of the env steps per iteration ({per_iteration} = "
-        f"{steps_per_iteration}), got {eval_every}",
+        f"must be a multiple of the env steps per iteration ({steps_per_iteration}), "
+        f"got {eval_every}",
     )
     require(
         total_steps % eval_every == 0,
@@ -88,58 +82,6 @@ def iteration_schedule(
         f"(try {max(1, round(total_steps / eval_every)) * eval_every})",
     )
     return total_steps // eval_every, eval_every // steps_per_iteration
-
-
-def run_periods(
-    step: Callable[[S], tuple[S, dict[str, Array]]],
-    evaluate: Callable[[S], tuple[S, dict[str, Array]]],
-    state: S,
-    num_periods: int,
-    period: int,
-) -> tuple[S, dict[str, Array]]:
-    """``num_periods`` × (``period`` iterations of ``step``, then ``evaluate``), as nested scans.
-
-    Evaluation sits between scans rather than behind a ``lax.cond``: under ``vmap`` a cond
-    becomes a select and would run the evaluation every iteration.
-
-    Returns:
-        Final state and metrics: per-iteration keys ``[num_periods · period]`` and
-        per-evaluation keys ``[num_periods]``.
-    """
-
-    def one_period(s, _):
-        s, metrics = jax.lax.scan(lambda c, _: step(c), s, None, length=period)
-        s, evals = evaluate(s)
-        return s, (metrics, evals)
-
-    state, (metrics, evals) = jax.lax.scan(one_period, state, None, length=num_periods)
-    metrics = jax.tree.map(lambda x: x.reshape(num_periods * period, *x.shape[2:]), metrics)
-    return state, {**metrics, **evals}
-
-
-def greedy_episode_returns(key: PRNGKeyArray, env: VecEnv, act: Callable[[Array], Array]) -> Array:
-    """Undiscounted return of the first episode in each of ``env.num_envs`` fresh copies.
-
-    ``act`` maps a batch of observations to actions (e.g. greedy on Q-values). Runs until
-    every copy has finished one episode (gymnax time limits bound the loop).
-    """
-    reset_key, key = jax.random.split(key)
-    env_state = env.reset(reset_key)
-    n = env.num_envs
-
-    def cond(carry):
-        return ~jnp.all(carry[3])
-
-    def body(carry):
-        key, env_state, returns, finished = carry
-        key, step_key = jax.random.split(key)
-        env_state, ts = env.step(step_key, env_state, act(env_state.obs))
-        returns = jnp.where(finished, returns, ts.episode_return)
-        return key, env_state, returns, finished | ts.done
-
-    init = (key, env_state, jnp.zeros((n,), jnp.float32), jnp.zeros((n,), bool))
-    _, _, returns, _ = jax.lax.while_loop(cond, body, init)
-    return returns
 
 
 def finished_episode_stats(ts: Timestep) -> dict[str, Array]:

@@ -7,7 +7,7 @@ Huber loss, uniform replay and Polyak target averaging.
 
 Example:
     >>> config = dqn.Config(env_id="CartPole-v1", total_steps=50_000)
-    >>> train = jax.jit(jax.vmap(dqn.make_train(config)))
+    >>> train = jax.jit(jax.vmap(dqn.make_train(config)))   # = core.make_train(dqn.ALGORITHM, ...)
     >>> state, metrics = train(jax.random.split(jax.random.PRNGKey(0), 8))
     >>> # the Nature-DQN ablation: the same algorithm without replay / target network
     >>> dqn.Config(env_id="Breakout-MinAtar", replay=False, target_network=False)
@@ -30,19 +30,16 @@ from purerl.algorithms.common import (
     finished_episode_stats,
     iteration_schedule,
     require,
-    run_periods,
 )
+from purerl.algorithms.core import Algorithm, register
 from purerl.envs import VecEnv, VecEnvState, to_transition
-from purerl.networks import QNetwork
 from purerl.policies import epsilon_greedy, linear_schedule
 from purerl.types import Transition
 from purerl.value import periodic_update, td_update
 
-__all__ = ["Config", "State", "init", "step", "evaluate", "make_train", "schedule"]
+__all__ = ["Config", "State", "init", "step", "ALGORITHM", "make_train", "schedule"]
 
-evaluate = vb.evaluate
 epsilon = vb.epsilon
-make_envs = vb.make_envs
 
 
 class Config(eqx.Module):
@@ -174,15 +171,15 @@ Buffer = replay.ReplayBuffer[Transition] | prioritized.PrioritizedBuffer[Transit
 
 
 class State(eqx.Module):
-    """Everything a DQN run carries from one iteration to the next (``window`` is ``None``
-    for one-step targets)."""
+    """Everything a DQN run carries from one iteration to the next: the Q-network
+    (``network``) and its target copy (``target``); ``window`` is ``None`` for one-step
+    targets."""
 
     config: Config
     env: VecEnv
-    eval_env: VecEnv
     env_state: VecEnvState
-    q_net: QNetwork
-    target_net: QNetwork
+    network: Any
+    target: Any
     opt_state: Any
     buffer: Buffer
     window: replay.NStepWindow | None
@@ -217,18 +214,18 @@ def _empty_storage(c: Config, obs: Array) -> tuple[Buffer, replay.NStepWindow | 
     return make_buffer(example, _capacity(c)), window
 
 
-def init(key: PRNGKeyArray, config: Config) -> State:
-    """Reset the envs, build the networks, optimizer state and an empty replay buffer."""
-    env, eval_env = make_envs(config)
+def init(key: PRNGKeyArray, config: Config, *, network: Any = None) -> State:
+    """Reset the envs, build the Q-network (the default, or ``network``: a module or factory
+    mapping one observation to Q-values), its target copy, the optimizer state and an empty
+    replay buffer."""
+    env = VecEnv.make(config.env_id, num_envs=config.num_envs)
     key, env_key, net_key = jax.random.split(key, 3)
     env_state = env.reset(env_key)
-    q_net = vb.make_q_network(net_key, env, config, dueling=config.dueling)
+    q_net = vb.make_q_network(net_key, env, config, network, dueling=config.dueling)
     opt_state = make_optimizer(config).init(eqx.filter(q_net, eqx.is_inexact_array))
     buffer, window = _empty_storage(config, env_state.obs)
     zero = jnp.zeros((), jnp.int32)
-    return State(
-        config, env, eval_env, env_state, q_net, q_net, opt_state, buffer, window, key, zero
-    )
+    return State(config, env, env_state, q_net, q_net, opt_state, buffer, window, key, zero)
 
 
 def _store(state: State, items: Transition, done: Array) -> tuple[Buffer, Any]:
@@ -261,7 +258,7 @@ def _learn(state: State, key: PRNGKeyArray, ready: Array):
         q_net, opt_state, per_buffer = carry
         buffer = per_buffer if c.prioritized else state.buffer
         batch, idx, weights = _sample(c, buffer, k, beta)
-        target_net = state.target_net if c.target_network else q_net
+        target_net = state.target if c.target_network else q_net
         q_net, opt_state, info = td_update(
             q_net,
             target_net,
@@ -281,7 +278,7 @@ def _learn(state: State, key: PRNGKeyArray, ready: Array):
 
     keys = jax.random.split(key, c.updates_per_iteration)
     per_buffer = state.buffer if c.prioritized else None
-    carry = (state.q_net, state.opt_state, per_buffer)
+    carry = (state.network, state.opt_state, per_buffer)
     (q_net, opt_state, per_buffer), info = jax.lax.scan(update, carry, keys)
     buffer = per_buffer if c.prioritized else state.buffer
     return q_net, opt_state, buffer, jax.tree.map(jnp.mean, info)
@@ -306,7 +303,7 @@ def step(state: State) -> tuple[State, dict[str, Array]]:
     key, act_key, env_key, learn_key = jax.random.split(state.key, 4)
     eps = epsilon(c, state.env_steps)
     obs = state.env_state.obs
-    action = epsilon_greedy(act_key, jax.vmap(state.q_net)(obs), eps)
+    action = epsilon_greedy(act_key, jax.vmap(state.network)(obs), eps)
     env_state, ts = state.env.step(env_key, state.env_state, action)
     buffer, window = _store(state, to_transition(obs, action, ts), ts.done)
     state = eqx.tree_at(
@@ -321,16 +318,14 @@ def step(state: State) -> tuple[State, dict[str, Array]]:
     # Learn unconditionally and keep the result only when ready: a lax.cond would copy the
     # replay buffer into its branches, and under vmap it turns into a select anyway.
     q_net, opt_state, buffer, info = _learn(state, learn_key, ready)
-    q_net, opt_state = _keep_if(ready, (q_net, opt_state), (state.q_net, state.opt_state))
+    q_net, opt_state = _keep_if(ready, (q_net, opt_state), (state.network, state.opt_state))
     info = jax.tree.map(lambda x: jnp.where(ready, x, 0.0), info)
     iteration = state.iteration + 1
     target_net = q_net
     if c.target_network:
-        target_net = periodic_update(
-            state.target_net, q_net, iteration, c.target_update_period, c.tau
-        )
+        target_net = periodic_update(state.target, q_net, iteration, c.target_update_period, c.tau)
     state = eqx.tree_at(
-        lambda s: (s.q_net, s.target_net, s.opt_state, s.buffer, s.key, s.iteration),
+        lambda s: (s.network, s.target, s.opt_state, s.buffer, s.key, s.iteration),
         state,
         (q_net, target_net, opt_state, buffer, key, iteration),
     )
@@ -344,21 +339,33 @@ def step(state: State) -> tuple[State, dict[str, Array]]:
     return state, metrics
 
 
-def schedule(config: Config) -> tuple[int, int]:
-    """``(num_periods, iterations_per_period)``; one iteration steps each of ``num_envs`` once."""
-    return iteration_schedule(config.total_steps, config.num_envs, config.eval_every)
+def quick_config() -> Config:
+    """A DQN that trains on a probe env in a second (conformance tests)."""
+    return Config(
+        env_id="ObsActionReward-probe",
+        total_steps=400,
+        eval_every=200,
+        num_envs=4,
+        buffer_size=200,
+        batch_size=16,
+        learning_starts=32,
+        updates_per_iteration=2,
+        hidden_sizes=(16,),
+        eval_envs=2,
+    )
 
 
-def make_train(config: Config):
-    """``train(key) -> (final_state, metrics)`` running the whole config; checks come first.
-
-    ``jax.jit(jax.vmap(make_train(config)))(keys)`` trains one agent per key.
-    """
-    check_config(config)
-    make_envs(config)  # unknown env id / continuous actions / bad network: fail before compile
-    num_periods, period = schedule(config)
-
-    def train(key: PRNGKeyArray) -> tuple[State, dict[str, Array]]:
-        return run_periods(step, evaluate, init(key, config), num_periods, period)
-
-    return train
+ALGORITHM = register(
+    Algorithm(
+        name="dqn",
+        Config=Config,
+        init=init,
+        step=step,
+        greedy_policy=vb.greedy_policy,
+        iteration_steps=lambda c: c.num_envs,
+        quick_config=quick_config,
+        check=vb.check_env,
+    )
+)
+make_train = ALGORITHM.make_train
+schedule = ALGORITHM.schedule

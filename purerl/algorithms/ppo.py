@@ -23,15 +23,13 @@ from jaxtyping import Array, Float, PRNGKeyArray
 
 from purerl.algorithms import actor_critic as ac
 from purerl.algorithms.common import require
-from purerl.algorithms.rollout import Rollout
+from purerl.algorithms.rollout import Rollout, flatten_steps, minibatch_epochs
 from purerl.policy_gradient import ppo_loss
 from purerl.returns import gae
 
-__all__ = ["Config", "State", "init", "step", "evaluate", "make_train", "schedule"]
+__all__ = ["Config", "State", "init", "step", "ALGORITHM", "make_train", "schedule"]
 
 State = ac.PGState
-evaluate = ac.evaluate
-schedule = ac.schedule
 
 
 class Config(ac.PGConfig):
@@ -46,41 +44,42 @@ class Config(ac.PGConfig):
     normalize_advantages: bool = eqx.field(static=True, default=True)
     eval_every: int = eqx.field(static=True, default=10_240)
     learning_rate: float | Float[Array, ""] = 2.5e-4
-    gae_lambda: float | Float[Array, ""] = 0.95
+    lambda_: float | Float[Array, ""] = 0.95
     clip_eps: float | Float[Array, ""] = 0.2
-    value_coef: float | Float[Array, ""] = 0.5
 
     def __check_init__(self):
-        require(self.update_epochs > 0, "update_epochs", f"must be > 0, got {self.update_epochs}")
-        require(
-            self.num_minibatches > 0, "num_minibatches", f"must be > 0, got {self.num_minibatches}"
-        )
-        batch = self.num_envs * self.num_steps
-        require(
-            batch % self.num_minibatches == 0,
-            "num_minibatches",
-            f"must divide the batch num_envs × num_steps = {batch}, got {self.num_minibatches}",
-        )
-        require(self.clip_eps > 0, "clip_eps", f"must be > 0, got {self.clip_eps}")
-        require(
-            (self.gae_lambda >= 0) & (self.gae_lambda <= 1),
-            "gae_lambda",
-            f"must be in [0, 1], got {self.gae_lambda}",
-        )
-        require(self.value_coef >= 0, "value_coef", f"must be >= 0, got {self.value_coef}")
+        check_config(self)
+
+
+def check_config(c: Config) -> None:
+    """PPO's own fields (the shared ones are checked by ``actor_critic.check_pg_fields``)."""
+    require(c.update_epochs > 0, "update_epochs", f"must be > 0, got {c.update_epochs}")
+    require(c.num_minibatches > 0, "num_minibatches", f"must be > 0, got {c.num_minibatches}")
+    batch = c.num_envs * c.num_steps
+    require(
+        batch % c.num_minibatches == 0,
+        "num_minibatches",
+        f"must divide the batch num_envs × num_steps = {batch}, got {c.num_minibatches}",
+    )
+    require(c.clip_eps > 0, "clip_eps", f"must be > 0, got {c.clip_eps}")
+    require(
+        (c.lambda_ >= 0) & (c.lambda_ <= 1),
+        "lambda_",
+        f"must be in [0, 1], got {c.lambda_}",
+    )
 
 
 def total_updates(config: Config) -> int | None:
     """Number of optimizer updates in the run (for learning-rate annealing), or ``None``."""
     if not config.anneal_lr:
         return None
-    num_periods, period = schedule(config)
-    return num_periods * period * config.update_epochs * config.num_minibatches
+    iterations = config.total_steps // ac.iteration_steps(config)
+    return iterations * config.update_epochs * config.num_minibatches
 
 
-def init(key: PRNGKeyArray, config: Config) -> State:
-    """Reset envs, build the actor-critic and optimizer state."""
-    return ac.init_state(key, config, total_updates(config))
+def init(key: PRNGKeyArray, config: Config, *, network: Any = None) -> State:
+    """Reset envs, build the actor-critic (or the user's ``network``) and optimizer state."""
+    return ac.init_state(key, config, network, total_updates(config))
 
 
 def _advantages(network, rollout: Rollout, config: Config) -> tuple[Array, Array]:
@@ -91,7 +90,7 @@ def _advantages(network, rollout: Rollout, config: Config) -> tuple[Array, Array
         rollout.discount(config.gamma),
         values,
         next_values,
-        config.gae_lambda,
+        config.lambda_,
         done_t=rollout.done,
     )
     return adv, adv + values
@@ -116,20 +115,17 @@ def _minibatch_loss(network, batch: dict[str, Array], config: Config):
     )
 
 
-def _epoch(carry: tuple[Any, Any], key: PRNGKeyArray, flat: dict[str, Array], config: Config):
+def _update(config: Config):
     optimizer = ac.make_optimizer(config, total_updates(config))
-    size = jax.tree.leaves(flat)[0].shape[0]
-    order = jax.random.permutation(key, size).reshape(config.num_minibatches, -1)
 
-    def update(carry, idx):
+    def update(carry, batch):
         network, opt_state = carry
-        batch = jax.tree.map(lambda x: x[idx], flat)
         grad_fn = eqx.filter_value_and_grad(_minibatch_loss, has_aux=True)
         (loss, info), grads = grad_fn(network, batch, config)
         network, opt_state = ac.apply_gradients(network, opt_state, grads, optimizer)
         return (network, opt_state), {"loss": loss, **info}
 
-    return jax.lax.scan(update, carry, order)
+    return update
 
 
 def step(state: State) -> tuple[State, dict[str, Array]]:
@@ -145,19 +141,36 @@ def step(state: State) -> tuple[State, dict[str, Array]]:
         "advantages": advantages,
         "returns": returns,
     }
-    flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), flat)
     key, epoch_key = jax.random.split(state.key)
     state = eqx.tree_at(lambda s: s.key, state, key)
-    (network, opt_state), info = jax.lax.scan(
-        lambda carry, k: _epoch(carry, k, flat, c),
+    (network, opt_state), info = minibatch_epochs(
+        _update(c),
         (state.network, state.opt_state),
-        jax.random.split(epoch_key, c.update_epochs),
+        epoch_key,
+        flatten_steps(flat),
+        epochs=c.update_epochs,
+        num_minibatches=c.num_minibatches,
     )
     return ac.finish_iteration(
         state, network, opt_state, {**jax.tree.map(jnp.mean, info), **episodes}
     )
 
 
-def make_train(config: Config):
-    """``train(key) -> (final_state, metrics)``; every check runs first, before any compile."""
-    return ac.make_train(config, step, init)
+def quick_config() -> Config:
+    """A PPO that trains on a probe env in a second (conformance tests)."""
+    return Config(
+        env_id="ObsActionReward-probe",
+        total_steps=512,
+        eval_every=256,
+        num_envs=4,
+        num_steps=16,
+        update_epochs=2,
+        num_minibatches=2,
+        hidden_sizes=(16,),
+        eval_envs=2,
+    )
+
+
+ALGORITHM = ac.register_pg("ppo", Config, init, step, quick_config)
+make_train = ALGORITHM.make_train
+schedule = ALGORITHM.schedule

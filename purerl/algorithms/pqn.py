@@ -34,16 +34,14 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from purerl.algorithms import value_based as vb
-from purerl.algorithms.common import check_shared_fields, iteration_schedule, require, run_periods
+from purerl.algorithms.common import check_shared_fields, iteration_schedule, require
+from purerl.algorithms.core import Algorithm, register
 from purerl.algorithms.rollout import Rollout, collect, flatten_steps, minibatch_epochs
 from purerl.envs import VecEnv, VecEnvState
-from purerl.networks import QNetwork
 from purerl.returns import lambda_returns
 from purerl.value import squared_loss
 
-__all__ = ["Config", "State", "init", "step", "evaluate", "make_train", "schedule"]
-
-evaluate = vb.evaluate
+__all__ = ["Config", "State", "init", "step", "ALGORITHM", "make_train", "schedule"]
 
 
 class Config(eqx.Module):
@@ -94,17 +92,21 @@ def check_config(c: Config) -> None:
     )
     require((c.lambda_ >= 0) & (c.lambda_ <= 1), "lambda_", f"must be in [0, 1], got {c.lambda_}")
     require(c.reward_scale > 0, "reward_scale", f"must be > 0, got {c.reward_scale}")
-    schedule(c)
+    iteration_schedule(c.total_steps, iteration_steps(c), c.eval_every)
+
+
+def iteration_steps(c: Config) -> int:
+    """Env steps of one iteration: ``num_envs × num_steps``."""
+    return c.num_envs * c.num_steps
 
 
 class State(eqx.Module):
-    """Training state of a PQN run."""
+    """Training state of a PQN run (``network``: the LayerNorm Q-network)."""
 
     config: Config
     env: VecEnv
-    eval_env: VecEnv
     env_state: VecEnvState
-    q_net: QNetwork
+    network: Any
     opt_state: Any
     key: PRNGKeyArray
     iteration: Int[Array, ""]
@@ -115,35 +117,29 @@ class State(eqx.Module):
         return self.iteration * self.config.num_envs * self.config.num_steps
 
 
-def schedule(c: Config) -> tuple[int, int]:
-    """``(num_periods, iterations_per_period)``; one iteration collects ``num_envs × num_steps``."""
-    return iteration_schedule(
-        c.total_steps, c.num_envs * c.num_steps, c.eval_every, "num_envs × num_steps"
-    )
-
-
 def make_optimizer(c: Config) -> optax.GradientTransformation:
     """RAdam (Liu et al., 2020; the authors' choice) behind global-norm clipping; with
     ``anneal_lr`` the rate decays linearly to 0 over all minibatch updates."""
     lr = c.learning_rate
     if c.anneal_lr:
-        num_periods, period = schedule(c)
-        total = num_periods * period * c.update_epochs * c.num_minibatches
+        iterations = c.total_steps // iteration_steps(c)
+        total = iterations * c.update_epochs * c.num_minibatches
         lr = optax.linear_schedule(c.learning_rate, 0.0, total)
     return optax.chain(optax.clip_by_global_norm(c.max_grad_norm), optax.radam(lr))
 
 
-def init(key: PRNGKeyArray, config: Config) -> State:
-    """Reset the envs, build the LayerNorm Q-network and its optimizer state."""
-    env, eval_env = vb.make_envs(config)
+def init(key: PRNGKeyArray, config: Config, *, network: Any = None) -> State:
+    """Reset the envs, build the LayerNorm Q-network (or the user's ``network``: a module or
+    factory mapping one observation to Q-values) and its optimizer state."""
+    env = VecEnv.make(config.env_id, num_envs=config.num_envs)
     key, env_key, net_key = jax.random.split(key, 3)
-    q_net = vb.make_q_network(net_key, env, config, layer_norm=config.layer_norm)
+    q_net = vb.make_q_network(net_key, env, config, network, layer_norm=config.layer_norm)
     opt_state = make_optimizer(config).init(eqx.filter(q_net, eqx.is_inexact_array))
     zero = jnp.zeros((), jnp.int32)
-    return State(config, env, eval_env, env.reset(env_key), q_net, opt_state, key, zero)
+    return State(config, env, env.reset(env_key), q_net, opt_state, key, zero)
 
 
-def q_lambda_targets(q_net: QNetwork, rollout: Rollout, c: Config) -> Float[Array, "T N"]:
+def q_lambda_targets(q_net: Any, rollout: Rollout, c: Config) -> Float[Array, "T N"]:
     """Peng's Q(λ) targets of a rollout: ``lambda_returns`` with ``v_t = max_a Q(s_{t+1}, a)``
     from the true next observation (the final one where an episode ended)."""
     # one time step at a time: a single [T·N] batch ran 3× slower on CPU (cache misses)
@@ -157,7 +153,7 @@ def q_lambda_targets(q_net: QNetwork, rollout: Rollout, c: Config) -> Float[Arra
     )
 
 
-def _loss(q_net: QNetwork, batch: dict[str, Array]) -> tuple[Array, dict[str, Array]]:
+def _loss(q_net: Any, batch: dict[str, Array]) -> tuple[Array, dict[str, Array]]:
     q = jax.vmap(q_net)(batch["obs"])
     q_a = jnp.take_along_axis(q, batch["action"][:, None], axis=-1)[:, 0]
     return jnp.mean(squared_loss(batch["target"] - q_a)), {"q_mean": jnp.mean(q_a)}
@@ -179,22 +175,22 @@ def step(state: State) -> tuple[State, dict[str, Array]]:
     c = state.config
     key, rollout_key, epoch_key = jax.random.split(state.key, 3)
     eps = vb.epsilon(c, state.env_steps)
-    act = vb.epsilon_greedy_act(state.q_net, eps)
+    policy = vb.epsilon_greedy_policy(state.network, eps)
     env_state, rollout, episodes = collect(
-        rollout_key, state.env, state.env_state, act, c.num_steps
+        rollout_key, state.env, state.env_state, policy, c.num_steps
     )
-    targets = q_lambda_targets(state.q_net, rollout, c)
+    targets = q_lambda_targets(state.network, rollout, c)
     batch = flatten_steps({"obs": rollout.obs, "action": rollout.action, "target": targets})
     (q_net, opt_state), info = minibatch_epochs(
         _update(make_optimizer(c)),
-        (state.q_net, state.opt_state),
+        (state.network, state.opt_state),
         epoch_key,
         batch,
         epochs=c.update_epochs,
         num_minibatches=c.num_minibatches,
     )
     state = eqx.tree_at(
-        lambda s: (s.env_state, s.q_net, s.opt_state, s.key, s.iteration),
+        lambda s: (s.env_state, s.network, s.opt_state, s.key, s.iteration),
         state,
         (env_state, q_net, opt_state, key, state.iteration + 1),
     )
@@ -202,16 +198,32 @@ def step(state: State) -> tuple[State, dict[str, Array]]:
     return state, {**metrics, "env_steps": state.env_steps}
 
 
-def make_train(config: Config):
-    """``train(key) -> (final_state, metrics)``; every check runs first, before any compile.
+def quick_config() -> Config:
+    """A PQN that trains on a probe env in a second (conformance tests)."""
+    return Config(
+        env_id="ObsActionReward-probe",
+        total_steps=512,
+        eval_every=256,
+        num_envs=4,
+        num_steps=16,
+        update_epochs=2,
+        num_minibatches=2,
+        hidden_sizes=(16,),
+        eval_envs=2,
+    )
 
-    ``jax.jit(jax.vmap(make_train(config)))(keys)`` trains one agent per key.
-    """
-    check_config(config)
-    vb.make_envs(config)
-    num_periods, period = schedule(config)
 
-    def train(key: PRNGKeyArray) -> tuple[State, dict[str, Array]]:
-        return run_periods(step, evaluate, init(key, config), num_periods, period)
-
-    return train
+ALGORITHM = register(
+    Algorithm(
+        name="pqn",
+        Config=Config,
+        init=init,
+        step=step,
+        greedy_policy=vb.greedy_policy,
+        iteration_steps=iteration_steps,
+        quick_config=quick_config,
+        check=vb.check_env,
+    )
+)
+make_train = ALGORITHM.make_train
+schedule = ALGORITHM.schedule

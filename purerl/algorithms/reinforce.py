@@ -15,22 +15,21 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from purerl.algorithms import actor_critic as ac
-from purerl.algorithms.common import require
 from purerl.algorithms.rollout import Rollout
 from purerl.policy_gradient import masked_mean, reinforce_loss
 from purerl.returns import discounted_returns
 
-__all__ = ["Config", "State", "init", "step", "evaluate", "make_train", "schedule"]
+__all__ = ["Config", "State", "init", "step", "ALGORITHM", "make_train", "schedule"]
 
 State = ac.PGState
-evaluate = ac.evaluate
-schedule = ac.schedule
 
 
 class Config(ac.PGConfig):
@@ -44,15 +43,11 @@ class Config(ac.PGConfig):
     normalize_returns: bool = eqx.field(static=True, default=True)
     learning_rate: float | Float[Array, ""] = 3e-3
     max_grad_norm: float | Float[Array, ""] = 1.0
-    value_coef: float | Float[Array, ""] = 0.5
-
-    def __check_init__(self):
-        require(self.value_coef >= 0, "value_coef", f"must be >= 0, got {self.value_coef}")
 
 
-def init(key: PRNGKeyArray, config: Config) -> State:
+def init(key: PRNGKeyArray, config: Config, *, network: Any = None) -> State:
     """Reset envs, build the policy (and baseline) network and optimizer state."""
-    return ac.init_state(key, config)
+    return ac.init_state(key, config, network)
 
 
 def episode_complete(done: Array) -> Array:
@@ -87,9 +82,24 @@ def _loss(network, rollout: Rollout, config: Config):
     }
 
 
-step = ac.one_update_step(_loss, "Collect a rollout, take one gradient step on the REINFORCE loss.")
+def step(state: State) -> tuple[State, dict[str, Array]]:
+    """Collect a rollout, take one gradient step on the REINFORCE loss."""
+    return ac.one_update(state, _loss)
 
 
-def make_train(config: Config):
-    """``train(key) -> (final_state, metrics)``; every check runs first, before any compile."""
-    return ac.make_train(config, step)
+def quick_config() -> Config:
+    """A reinforce run that trains on a probe env in a second (conformance tests)."""
+    return Config(
+        env_id="ObsActionReward-probe",
+        total_steps=512,
+        eval_every=256,
+        num_envs=4,
+        num_steps=16,
+        hidden_sizes=(16,),
+        eval_envs=2,
+    )
+
+
+ALGORITHM = ac.register_pg("reinforce", Config, init, step, quick_config)
+make_train = ALGORITHM.make_train
+schedule = ALGORITHM.schedule

@@ -1,7 +1,8 @@
-"""L3: the one rollout helper: ``T`` steps of ``N`` vectorised envs under the current policy,
-returned time-major, plus the episode metrics of that stretch. Every on-policy algorithm
-(REINFORCE, A2C, PPO, PQN) collects its data through ``collect``; ``minibatch_epochs`` runs
-shuffled minibatch passes over a flattened rollout."""
+"""L3: the one rollout helper: ``T`` steps of ``N`` vectorised envs under a ``core.Policy``
+(with its recurrent carry and episode-start flags), returned time-major, plus the episode
+metrics of that stretch. Every on-policy algorithm (REINFORCE, A2C, PPO, PQN) collects its data
+through ``collect``; ``minibatch_epochs`` runs shuffled minibatch passes over a flattened
+rollout (``flatten_steps``) or over per-env sequences cut from it (``sequences``)."""
 
 from __future__ import annotations
 
@@ -14,17 +15,18 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
 from purerl.algorithms.common import finished_episode_stats
+from purerl.algorithms.core import Policy
 from purerl.envs import VecEnv, VecEnvState
 
-__all__ = ["Rollout", "collect", "flatten_steps", "minibatch_epochs"]
-
-# policy(key, obs [N, ...]) -> (action sent to the env, action stored, extras such as log-probs)
-ActFn = Callable[[PRNGKeyArray, Array], tuple[Array, Array, dict[str, Array]]]
+__all__ = ["Rollout", "collect", "flatten_steps", "sequences", "minibatch_epochs"]
 
 
 class Rollout(eqx.Module):
     """Time-major batch ``[T, N, ...]``. ``next_obs`` is the true observation after each step
-    (the final one where an episode ended), so values for bootstrapping come from it."""
+    (the final one where an episode ended), so values for bootstrapping come from it.
+    ``first[t, n]`` marks the first step of an episode; ``carry`` is the policy's recurrent
+    state before step 0 and ``final_carry`` after step ``T − 1`` (``None`` for feed-forward
+    policies), so a recurrent loss can re-run its core over the rollout."""
 
     obs: Array
     action: Array
@@ -33,6 +35,9 @@ class Rollout(eqx.Module):
     truncated: Bool[Array, "T N"]
     next_obs: Array
     extras: dict[str, Any]
+    first: Bool[Array, "T N"] | None = None
+    carry: Any = None
+    final_carry: Any = None
 
     @property
     def done(self) -> Bool[Array, "T N"]:
@@ -45,9 +50,18 @@ class Rollout(eqx.Module):
 
 
 def collect(
-    key: PRNGKeyArray, env: VecEnv, env_state: VecEnvState, act: ActFn, num_steps: int
+    key: PRNGKeyArray,
+    env: VecEnv,
+    env_state: VecEnvState,
+    policy: Policy,
+    num_steps: int,
+    carry: Any = None,
 ) -> tuple[VecEnvState, Rollout, dict[str, Array]]:
-    """Run ``act`` for ``num_steps`` steps in every env (auto-reset included).
+    """Run ``policy`` for ``num_steps`` steps in every env (auto-reset included).
+
+    ``policy.act(params, key, obs, carry, first)`` picks the actions; ``carry`` is its
+    recurrent state at the start (``None`` for feed-forward policies) and comes back as
+    ``rollout.final_carry``.
 
     Returns:
         ``(env_state, rollout, metrics)``; metrics are the mean return / length of the episodes
@@ -55,21 +69,46 @@ def collect(
         ``episode_count == 0``).
     """
 
-    def one_step(state, k):
+    def one_step(c, k):
+        state, carry = c
         act_key, env_key = jax.random.split(k)
-        env_action, action, extras = act(act_key, state.obs)
-        new_state, ts = env.step(env_key, state, env_action)
-        record = (state.obs, action, ts.reward, ts.terminated, ts.truncated, ts.final_obs, extras)
-        return new_state, (record, ts)
+        first = state.first
+        action, carry, extras = policy.act(policy.params, act_key, state.obs, carry, first)
+        new_state, ts = env.step(env_key, state, action)
+        record = (state.obs, action, ts.reward, ts.terminated, ts.truncated, ts.final_obs)
+        return (new_state, carry), (record, first, extras, ts)
 
     keys = jax.random.split(key, num_steps)
-    env_state, (record, ts) = jax.lax.scan(one_step, env_state, keys)
-    return env_state, Rollout(*record), finished_episode_stats(ts)
+    (env_state, final_carry), (record, first, extras, ts) = jax.lax.scan(
+        one_step, (env_state, carry), keys
+    )
+    rollout = Rollout(*record, extras, first=first, carry=carry, final_carry=final_carry)
+    return env_state, rollout, finished_episode_stats(ts)
 
 
 def flatten_steps(tree: Any) -> Any:
     """Merge the leading ``[T, N]`` axes of every leaf into one batch axis ``[T·N]``."""
     return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), tree)
+
+
+def sequences(tree: Any, length: int) -> Any:
+    """Cut time-major leaves ``[T, N, ...]`` into ``N · T / length`` per-env sequences,
+    ``[length, N · T / length, ...]`` (time order kept inside each; sequence ``j`` is env
+    ``j mod N``, time chunk ``j // N``). Minibatch them with ``minibatch_epochs(..., axis=1)``.
+
+    Raises:
+        ValueError: ``length`` does not divide ``T``.
+    """
+    steps = jax.tree.leaves(tree)[0].shape[0]
+    if length < 1 or steps % length:
+        raise ValueError(f"sequence_length: must divide the rollout length {steps}, got {length}")
+
+    def cut(x):
+        chunks = x.reshape(steps // length, length, *x.shape[1:])  # [C, L, N, ...]
+        chunks = jnp.swapaxes(chunks, 0, 1)  # [L, C, N, ...]
+        return chunks.reshape(length, -1, *x.shape[2:])
+
+    return jax.tree.map(cut, tree)
 
 
 def minibatch_epochs(
@@ -80,20 +119,25 @@ def minibatch_epochs(
     *,
     epochs: int,
     num_minibatches: int,
+    axis: int = 0,
 ) -> tuple[Any, dict[str, Array]]:
-    """``epochs`` passes over ``batch`` (leaves ``[B, ...]``), each in ``num_minibatches``
-    freshly shuffled minibatches of ``B / num_minibatches`` items:
-    ``carry, info = update(carry, minibatch)`` for each.
+    """``epochs`` passes over ``batch``, each in ``num_minibatches`` freshly shuffled
+    minibatches: ``carry, info = update(carry, minibatch)`` for each.
+
+    ``axis=0``: leaves ``[B, ...]``, minibatches of ``B / num_minibatches`` items (steps).
+    ``axis=1``: leaves ``[L, S, ...]`` (``sequences``), minibatches of whole sequences
+    ``[L, S / num_minibatches, ...]``: time order is never shuffled.
 
     Returns:
         The final carry and the ``info`` dicts stacked ``[epochs, num_minibatches]``.
     """
-    size = jax.tree.leaves(batch)[0].shape[0]
+    size = jax.tree.leaves(batch)[0].shape[axis]
+
+    def take(idx):
+        return jax.tree.map(lambda x: jnp.take(x, idx, axis=axis), batch)
 
     def epoch(carry, k):
         order = jax.random.permutation(k, size).reshape(num_minibatches, -1)
-        return jax.lax.scan(
-            lambda c, idx: update(c, jax.tree.map(lambda x: x[idx], batch)), carry, order
-        )
+        return jax.lax.scan(lambda c, idx: update(c, take(idx)), carry, order)
 
     return jax.lax.scan(epoch, carry, jax.random.split(key, epochs))

@@ -41,19 +41,14 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from purerl.algorithms.common import (
-    finished_episode_stats,
-    greedy_episode_returns,
-    iteration_schedule,
-    require,
-    run_periods,
-)
+from purerl.algorithms.common import finished_episode_stats, iteration_schedule, require
+from purerl.algorithms.core import Algorithm, Policy, register
 from purerl.envs import VecEnv, VecEnvState, tabular_states
 from purerl.policies import greedy, linear_schedule
 from purerl.types import Timestep
 from purerl.value import tabular_sarsa_update, tabular_td_update, tabular_update
 
-__all__ = ["Config", "State", "init", "step", "evaluate", "make_train", "schedule", "METHODS"]
+__all__ = ["Config", "State", "init", "step", "ALGORITHM", "make_train", "schedule", "METHODS"]
 
 METHODS = ("q_learning", "sarsa", "mc")
 
@@ -128,7 +123,6 @@ class State(eqx.Module):
 
     config: Config
     env: VecEnv
-    eval_env: VecEnv
     env_state: VecEnvState
     Q: Float[Array, "S A"]
     action: Int[Array, " N"]
@@ -142,14 +136,17 @@ class State(eqx.Module):
         return self.iteration * self.config.num_envs
 
 
-def make_envs(config: Config) -> tuple[VecEnv, VecEnv]:
-    """Training and evaluation envs; ``ValueError`` for unknown ids, continuous actions or
-    observations that are not a finite set of states."""
-    kwargs = dict(config.env_kwargs)
-    env = VecEnv.make(config.env_id, num_envs=config.num_envs, **kwargs)
+def make_env(config: Config, num_envs: int) -> VecEnv:
+    """``num_envs`` copies of ``config.env_id`` built with ``config.env_kwargs``."""
+    return VecEnv.make(config.env_id, num_envs=num_envs, **dict(config.env_kwargs))
+
+
+def check_env(config: Config) -> None:
+    """``ValueError`` for unknown ids, continuous actions or observations that are not a
+    finite set of states."""
+    env = make_env(config, 1)
     env.num_actions  # noqa: B018 (raises for a continuous action space)
     tabular_states(env.env, env.params)
-    return env, VecEnv.make(config.env_id, num_envs=config.eval_envs, **kwargs)
 
 
 def state_index(env: VecEnv) -> tuple[int, Callable[[Array], Int[Array, " N"]]]:
@@ -185,9 +182,15 @@ def explore(key: PRNGKeyArray, q: Float[Array, "N A"], eps: Float[Array, ""]) ->
     return jnp.where(use_random, random_action, greedy_action).astype(jnp.int32)
 
 
-def init(key: PRNGKeyArray, config: Config) -> State:
-    """Reset the envs, fill the table with ``q_init`` and pick each env's first action."""
-    env, eval_env = make_envs(config)
+def init(key: PRNGKeyArray, config: Config, *, network: Any = None) -> State:
+    """Reset the envs, fill the table with ``q_init`` and pick each env's first action.
+
+    Raises:
+        ValueError: ``network`` is given (the Q-table is the whole model).
+    """
+    if network is not None:
+        raise ValueError("network: tabular methods learn a Q-table; they take no network")
+    env = make_env(config, config.num_envs)
     n_states, index = state_index(env)
     key, env_key, act_key = jax.random.split(key, 3)
     env_state = env.reset(env_key)
@@ -201,9 +204,7 @@ def init(key: PRNGKeyArray, config: Config) -> State:
         jnp.zeros(shape, jnp.float32),
         jnp.zeros((config.num_envs,), jnp.int32),
     )
-    return State(
-        config, env, eval_env, env_state, Q, action, episodes, key, jnp.zeros((), jnp.int32)
-    )
+    return State(config, env, env_state, Q, action, episodes, key, jnp.zeros((), jnp.int32))
 
 
 def _policy_value(Q_next: Float[Array, "N A"], eps: Float[Array, ""]) -> Float[Array, " N"]:
@@ -282,32 +283,33 @@ def step(state: State) -> tuple[State, dict[str, Array]]:
     return state, metrics
 
 
-def evaluate(state: State) -> tuple[State, dict[str, Array]]:
-    """Greedy return (one episode on each of ``eval_envs`` separate envs), averaged."""
-    key, eval_key = jax.random.split(state.key)
-    _, index = state_index(state.eval_env)
-    returns = greedy_episode_returns(
-        eval_key, state.eval_env, lambda obs: greedy(state.Q[index(obs)])
+def greedy_policy(state: State) -> Policy:
+    """Greedy on the table (ties to the first action): how tabular agents are evaluated."""
+    _, index = state_index(state.env)
+
+    def act(Q, key, obs, carry, first):
+        return greedy(Q[index(obs)]), carry, {}
+
+    return Policy(state.Q, act)
+
+
+def quick_config() -> Config:
+    """Q-learning on the robot room in a second (conformance tests)."""
+    return Config(total_steps=400, eval_every=200, num_envs=2, eval_envs=2, alpha=0.5)
+
+
+ALGORITHM = register(
+    Algorithm(
+        name="tabular",
+        Config=Config,
+        init=init,
+        step=step,
+        greedy_policy=greedy_policy,
+        iteration_steps=lambda c: c.num_envs,
+        quick_config=quick_config,
+        check=check_env,
+        make_env=make_env,
     )
-    state = eqx.tree_at(lambda s: s.key, state, key)
-    return state, {"eval_return": jnp.mean(returns), "eval_env_steps": state.env_steps}
-
-
-def schedule(config: Config) -> tuple[int, int]:
-    """``(num_periods, iterations_per_period)``; one iteration steps each of ``num_envs`` once."""
-    return iteration_schedule(config.total_steps, config.num_envs, config.eval_every)
-
-
-def make_train(config: Config):
-    """``train(key) -> (final_state, metrics)`` running the whole config; checks come first.
-
-    ``jax.jit(jax.vmap(make_train(config)))(keys)`` trains one table per key.
-    """
-    check_config(config)
-    make_envs(config)  # unknown env, continuous actions or observations: fail before compiling
-    num_periods, period = schedule(config)
-
-    def train(key: PRNGKeyArray) -> tuple[State, dict[str, Array]]:
-        return run_periods(step, evaluate, init(key, config), num_periods, period)
-
-    return train
+)
+make_train = ALGORITHM.make_train
+schedule = ALGORITHM.schedule

@@ -1,28 +1,27 @@
-"""L3 helpers shared by the Q-learning algorithms (DQN, PQN): environments, the Q-network
-chosen from the observation shape, ε-greedy exploration, greedy evaluation. Written once
-here so neither algorithm file copies the other."""
+"""L3 helpers shared by the Q-learning algorithms (DQN, PQN): config and environment checks,
+the Q-network (the default chosen from the observation shape, or the user's), ε-greedy and
+greedy policies. Written once here so neither algorithm file copies the other."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import equinox as eqx
 import jax
-import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from purerl.algorithms.common import greedy_episode_returns, require
+from purerl.algorithms.common import require
+from purerl.algorithms.core import Policy, build_network
 from purerl.envs import VecEnv
 from purerl.networks import TORSOS, QNetwork, torso_for
 from purerl.policies import epsilon_greedy, greedy, linear_schedule
 
 __all__ = [
     "check_q_fields",
-    "make_envs",
+    "check_env",
     "make_q_network",
     "epsilon",
-    "epsilon_greedy_act",
-    "evaluate",
+    "epsilon_greedy_policy",
+    "greedy_policy",
 ]
 
 
@@ -39,30 +38,41 @@ def check_q_fields(c: Any) -> None:
         require((v >= 0) & (v <= 1), name, f"must be in [0, 1], got {v}")
 
 
-def make_envs(c: Any) -> tuple[VecEnv, VecEnv]:
-    """Training and evaluation envs. ``ValueError`` for an unknown id, a continuous action
-    space, or a ``network`` that cannot take the observations (e.g. a CNN on flat ones)."""
-    env = VecEnv.make(c.env_id, num_envs=c.num_envs)
+def check_env(c: Any) -> None:
+    """``ValueError`` for an unknown env id, a continuous action space, or a ``network`` that
+    cannot take the observations (e.g. a CNN on flat ones)."""
+    env = VecEnv.make(c.env_id, num_envs=1)
     env.num_actions  # noqa: B018 (raises for a continuous action space)
     torso_for(env.obs_shape, c.network)
-    return env, VecEnv.make(c.env_id, num_envs=c.eval_envs)
 
 
 def make_q_network(
-    key: PRNGKeyArray, env: VecEnv, c: Any, *, dueling: bool = False, layer_norm: bool = False
+    key: PRNGKeyArray,
+    env: VecEnv,
+    c: Any,
+    network: Any = None,
+    *,
+    dueling: bool = False,
+    layer_norm: bool = False,
 ) -> QNetwork:
-    """The Q-network for ``env``: torso from ``c.network`` (``"auto"``: MLP for flat
-    observations, MinAtar CNN for small images, Nature CNN for ≥ 36×36 images)."""
-    return QNetwork(
-        env.obs_shape,
-        env.num_actions,
-        c.hidden_sizes,
-        c.activation,
-        dueling,
-        torso=c.network,
-        layer_norm=layer_norm,
-        key=key,
-    )
+    """The Q-network for ``env`` (one observation → Q-values ``[num_actions]``): the user's
+    ``network`` (module or factory, see ``core.build_network``) or the default, whose torso
+    ``c.network`` picks (``"auto"``: MLP for flat observations, MinAtar CNN for small images,
+    Nature CNN for ≥ 36×36 images)."""
+
+    def default(k: PRNGKeyArray) -> QNetwork:
+        return QNetwork(
+            env.obs_shape,
+            env.num_actions,
+            c.hidden_sizes,
+            c.activation,
+            dueling,
+            torso=c.network,
+            layer_norm=layer_norm,
+            key=k,
+        )
+
+    return build_network(network, key, env, default)
 
 
 def epsilon(c: Any, env_steps: Int[Array, ""]) -> Float[Array, ""]:
@@ -72,24 +82,20 @@ def epsilon(c: Any, env_steps: Int[Array, ""]) -> Float[Array, ""]:
     return linear_schedule(c.epsilon_start, c.epsilon_end, decay, env_steps)
 
 
-def epsilon_greedy_act(q_net: QNetwork, eps: Float[Array, ""]):
-    """An ``ActFn`` for ``rollout.collect``: ε-greedy on ``q_net``, nothing extra stored."""
-
-    def act(key: PRNGKeyArray, obs: Array):
-        action = epsilon_greedy(key, jax.vmap(q_net)(obs), eps)
-        return action, action, {}
-
-    return act
+def _epsilon_greedy_act(params, key, obs, carry, first):
+    network, eps = params
+    return epsilon_greedy(key, jax.vmap(network)(obs), eps), carry, {}
 
 
-def evaluate(state: Any) -> tuple[Any, dict[str, Array]]:
-    """Greedy return (one episode on each of ``eval_envs`` separate envs), averaged.
+def _greedy_act(network, key, obs, carry, first):
+    return greedy(jax.vmap(network)(obs)), carry, {}
 
-    Needs ``state.key``, ``state.eval_env``, ``state.q_net`` and ``state.env_steps``.
-    """
-    key, eval_key = jax.random.split(state.key)
-    returns = greedy_episode_returns(
-        eval_key, state.eval_env, lambda obs: greedy(jax.vmap(state.q_net)(obs))
-    )
-    state = eqx.tree_at(lambda s: s.key, state, key)
-    return state, {"eval_return": jnp.mean(returns), "eval_env_steps": state.env_steps}
+
+def epsilon_greedy_policy(network: Any, eps: Float[Array, ""]) -> Policy:
+    """ε-greedy on ``network``'s Q-values (params ``(network, ε)``), nothing extra stored."""
+    return Policy((network, eps), _epsilon_greedy_act)
+
+
+def greedy_policy(state: Any) -> Policy:
+    """Greedy on ``state.network``'s Q-values: how DQN and PQN are evaluated."""
+    return Policy(state.network, _greedy_act)

@@ -12,18 +12,19 @@ only place that knows gymnax's ``step`` signature.
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import gymnax
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from purerl.envs import gridworld, inventory, probes
 from purerl.envs.discrete import tabular_states
 from purerl.envs.gridworld import RobotInRoom
 from purerl.envs.inventory import Inventory
+from purerl.policies import clip_action
 from purerl.types import Timestep, Transition
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "registered",
     "VecEnv",
     "VecEnvState",
+    "ActionSpec",
     "to_transition",
     "tabular_states",
     "RobotInRoom",
@@ -73,6 +75,21 @@ class VecEnvState(eqx.Module):
     obs: Array
     episode_return: Float[Array, " n"]
     episode_length: Int[Array, " n"]
+
+    @property
+    def first(self) -> Bool[Array, " n"]:
+        """``obs`` is the first observation of an episode (where a recurrent agent resets)."""
+        return self.episode_length == 0
+
+
+class ActionSpec(NamedTuple):
+    """What actions an env takes: ``size`` discrete actions, or a box of ``size`` floats
+    between ``low`` and ``high`` (``None`` for discrete)."""
+
+    discrete: bool
+    size: int
+    low: Array | None = None
+    high: Array | None = None
 
 
 class VecEnv(eqx.Module):
@@ -130,6 +147,13 @@ class VecEnv(eqx.Module):
         return low, jnp.broadcast_to(jnp.asarray(space.high, jnp.float32), shape)
 
     @property
+    def action_spec(self) -> ActionSpec:
+        """The action space as an ``ActionSpec`` (what a network factory is given)."""
+        if self.is_discrete:
+            return ActionSpec(True, self.action_dim)
+        return ActionSpec(False, self.action_dim, *self.action_bounds)
+
+    @property
     def is_discrete(self) -> bool:
         """Whether the action space is discrete."""
         return hasattr(self.env.action_space(self.params), "n")
@@ -144,7 +168,14 @@ class VecEnv(eqx.Module):
     def step(
         self, key: PRNGKeyArray, state: VecEnvState, action: Array
     ) -> tuple[VecEnvState, Timestep]:
-        """Step every copy; finished copies reset, their last observation kept in ``final_obs``."""
+        """Step every copy; finished copies reset, their last observation kept in ``final_obs``.
+
+        Continuous actions are clipped into the action box here, the one place that does it
+        (a Gaussian policy's raw sample can leave it; learners keep the raw sample).
+        """
+        if not self.is_discrete:
+            low, high = self.action_bounds
+            action = clip_action(action, low, high)
         keys = jax.random.split(key, self.num_envs)
         obs, env_state, reward, terminated, truncated, info = jax.vmap(
             self.env.step, in_axes=(0, 0, 0, None)

@@ -1,0 +1,353 @@
+"""L3 core: what an algorithm is, the registry of them, and the pieces every algorithm shares.
+
+An algorithm is an ``Algorithm`` record (a ``NamedTuple`` of functions, optax style) registered
+under its name. It writes only what is its own:
+
+- ``Config``: a frozen ``eqx.Module`` (shape-fixing fields static, float hyperparameters leaves,
+  so they vmap and sweep) with at least ``env_id``, ``total_steps``, ``eval_every`` and
+  ``eval_envs``; its ``__check_init__`` raises ``ValueError("field: ...")`` for a bad value;
+- ``init(key, config, *, network=None) -> State``: the agent's state. ``State`` has ``config``
+  and ``env_steps`` (environment steps taken so far, all envs together);
+- ``step(state) -> (state, metrics)``: one iteration (act, learn), metrics a dict of scalars;
+- ``greedy_policy(state) -> Policy``: how the agent acts when it is evaluated;
+- ``iteration_steps(config) -> int``: environment steps one ``step`` takes;
+- ``check(config)``: the checks that need the environment (unknown id, action space, network
+  that cannot take the observations); runs before anything compiles;
+- ``make_env(config, num_envs) -> VecEnv`` (default: ``VecEnv.make(config.env_id, num_envs)``);
+- ``quick_config() -> Config``: a tiny config that trains in seconds (conformance tests).
+
+Everything else is written once, here: ``schedule`` (evaluation periods), ``evaluate`` (greedy
+episodes with **their own keys**: ``fold_in(eval_key, env_steps)``, never split from the
+training key, so how often or how widely you evaluate never changes training), ``run_periods``
+(the nested scans of a run), ``make_train`` (``train(key) -> (state, metrics)``), and
+``episode_returns`` (acting with an optional recurrent carry and episode-start flags).
+
+Acting: ``act(params, key, obs, carry, first) -> (action, carry, extras)`` over a batch of
+observations ``[N, ...]``; ``first[N]`` marks the first step of an episode (where a recurrent
+agent resets its carry); a feed-forward agent's carry is ``None``. A ``Policy`` bundles the
+parameters, the ``act`` function and ``initial_carry(params, num_envs)``.
+
+Example:
+    >>> algo = core.get("dqn")
+    >>> train = jax.jit(jax.vmap(algo.make_train(algo.Config(total_steps=20_000))))
+    >>> state, metrics = train(jax.random.split(jax.random.PRNGKey(0), 8))
+    >>> metrics["eval_return"].shape    # [8 seeds, 2 evaluations]
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, PRNGKeyArray
+
+from purerl.algorithms.common import iteration_schedule
+from purerl.envs import VecEnv
+
+__all__ = [
+    "ActFn",
+    "Policy",
+    "Algorithm",
+    "TrainState",
+    "register",
+    "get",
+    "registered",
+    "ALGORITHMS",
+    "no_carry",
+    "build_network",
+    "UserNetwork",
+    "default_make_env",
+    "schedule",
+    "check",
+    "init",
+    "evaluate",
+    "episode_returns",
+    "run_periods",
+    "make_train",
+]
+
+# act(params, key, obs [N, ...], carry, first [N]) -> (action [N, ...], carry, extras)
+ActFn = Callable[
+    [Any, PRNGKeyArray, Array, Any, Bool[Array, " N"]], tuple[Array, Any, dict[str, Array]]
+]
+
+
+def no_carry(params: Any, num_envs: int) -> None:
+    """The carry of a feed-forward agent: nothing."""
+    return None
+
+
+class Policy(NamedTuple):
+    """How an agent acts: its parameters, the pure ``act`` function, its initial carry.
+
+    ``act(params, key, obs, carry, first) -> (action, carry, extras)`` takes a batch of
+    observations; ``initial_carry(params, num_envs)`` is ``None`` for feed-forward agents.
+    """
+
+    params: Any
+    act: ActFn
+    initial_carry: Callable[[Any, int], Any] = no_carry
+
+
+def default_make_env(config: Any, num_envs: int) -> VecEnv:
+    """``VecEnv.make(config.env_id, num_envs)``: the environment of most algorithms."""
+    return VecEnv.make(config.env_id, num_envs=num_envs)
+
+
+def _no_env_check(config: Any) -> None:
+    return None
+
+
+class Algorithm(NamedTuple):
+    """What an algorithm is: the functions it writes itself (see the module docstring).
+
+    The generic ``schedule``, ``make_train``, ``evaluate`` are methods so that
+    ``algo.make_train(config)`` reads like the per-module functions it replaces.
+    """
+
+    name: str
+    Config: type
+    init: Callable[..., Any]
+    step: Callable[[Any], tuple[Any, dict[str, Array]]]
+    greedy_policy: Callable[[Any], Policy]
+    iteration_steps: Callable[[Any], int]
+    quick_config: Callable[[], Any]
+    check: Callable[[Any], None] = _no_env_check
+    make_env: Callable[[Any, int], VecEnv] = default_make_env
+
+    def schedule(self, config: Any) -> tuple[int, int]:
+        """``(num_periods, iterations_per_period)``: see ``core.schedule``."""
+        return schedule(self, config)
+
+    def make_train(self, config: Any, *, network: Any = None, evaluate: bool = True):
+        """``train(key) -> (state, metrics)``: see ``core.make_train``."""
+        return make_train(self, config, network=network, evaluate=evaluate)
+
+    def evaluate(self, state: Any, eval_key: PRNGKeyArray) -> dict[str, Array]:
+        """Greedy evaluation of ``state``: see ``core.evaluate``."""
+        return evaluate(self, state, eval_key)
+
+
+ALGORITHMS: dict[str, Algorithm] = {}
+
+
+def register(algorithm: Algorithm, *, replace: bool = False) -> Algorithm:
+    """Add ``algorithm`` to the registry under ``algorithm.name`` (so ``purerl train NAME``,
+    ``purerl.run(NAME, ...)``, sweeps, checkpoints and plots reach it). Returns it.
+
+    Raises:
+        ValueError: the name is taken (pass ``replace=True`` to swap it) or not a string.
+    """
+    name = algorithm.name
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"algorithm: a name must be a non-empty string, got {name!r}")
+    if name in ALGORITHMS and not replace and ALGORITHMS[name] is not algorithm:
+        raise ValueError(f"algorithm: {name!r} is already registered (replace=True swaps it)")
+    ALGORITHMS[name] = algorithm
+    return algorithm
+
+
+def registered() -> list[str]:
+    """Names of every registered algorithm, sorted."""
+    return sorted(ALGORITHMS)
+
+
+def get(name: str | Algorithm) -> Algorithm:
+    """The registered algorithm called ``name`` (an ``Algorithm`` is returned as it is).
+
+    Raises:
+        ValueError: unknown name, with close names suggested.
+    """
+    if isinstance(name, Algorithm):
+        return name
+    if name not in ALGORITHMS:
+        close = difflib.get_close_matches(str(name), list(ALGORITHMS), n=3, cutoff=0.3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"algorithm: unknown algorithm {name!r}.{hint} Known: {registered()}")
+    return ALGORITHMS[name]
+
+
+class UserNetwork(eqx.Module):
+    """A user's network whose non-array leaves (activation functions such as ``jax.nn.relu``
+    in ``eqx.nn.MLP``, Python numbers) are kept static, so the agent state holds only arrays
+    and goes through ``jit``, ``vmap``, ``scan`` and checkpoints. Calls the module."""
+
+    arrays: Any
+    rest: Any = eqx.field(static=True)
+
+    @property
+    def module(self) -> eqx.Module:
+        """The user's module, whole again."""
+        return eqx.combine(self.arrays, self.rest)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.module(*args, **kwargs)
+
+
+def _arrays_only(module: eqx.Module) -> eqx.Module:
+    arrays, rest = eqx.partition(module, eqx.is_array)
+    if not jax.tree.leaves(rest):
+        return module
+    return UserNetwork(arrays, rest)
+
+
+def build_network(
+    network: Any,
+    key: PRNGKeyArray,
+    env: VecEnv,
+    default: Callable[[PRNGKeyArray], eqx.Module],
+) -> eqx.Module:
+    """The agent's network: ``default(key)`` when ``network`` is ``None``, else the user's.
+
+    ``network`` is an Equinox module (used as it is, the same initial weights for every seed)
+    or a factory ``network(key, obs_shape, action_spec) -> module`` (called with the seed's key;
+    ``action_spec`` is ``envs.ActionSpec``). What the module must compute depends on the
+    algorithm (Q-values for DQN/PQN, ``(distribution, value)`` for the policy-gradient family).
+    A module with non-array leaves (e.g. ``eqx.nn.MLP``'s activation) comes back wrapped in a
+    ``UserNetwork`` (its ``.module`` is the user's module).
+    """
+    if network is None:
+        return default(key)
+    if isinstance(network, eqx.Module):
+        return _arrays_only(network)
+    if callable(network):
+        module = network(key, env.obs_shape, env.action_spec)
+        if not isinstance(module, eqx.Module):
+            raise ValueError(
+                f"network: the factory returned a {type(module).__name__}, not an equinox Module"
+            )
+        return _arrays_only(module)
+    raise ValueError(
+        "network: expected an equinox Module or a factory (key, obs_shape, action_spec) -> "
+        f"Module, got {type(network).__name__}"
+    )
+
+
+def schedule(algorithm: Algorithm, config: Any) -> tuple[int, int]:
+    """``(num_periods, iterations_per_period)``: a run is ``num_periods`` evaluation periods of
+    ``eval_every`` env steps, each ``iterations_per_period`` calls of ``step``.
+
+    Raises:
+        ValueError: ``total_steps`` / ``eval_every`` do not divide into whole iterations.
+    """
+    return iteration_schedule(
+        config.total_steps, algorithm.iteration_steps(config), config.eval_every
+    )
+
+
+def check(algorithm: Algorithm, config: Any) -> None:
+    """Every check of ``config`` for ``algorithm``, before anything compiles: the config's own
+    (``__check_init__``, run when it was built), the environment's, the schedule's."""
+    if not isinstance(config, algorithm.Config):
+        raise ValueError(f"config: expected a {algorithm.name}.Config, got {type(config).__name__}")
+    algorithm.check(config)
+    algorithm.make_env(config, 1)
+    schedule(algorithm, config)
+
+
+class TrainState(eqx.Module):
+    """What a training loop carries: the agent's state and the root of the evaluation keys."""
+
+    agent: Any
+    eval_key: PRNGKeyArray
+
+
+def init(algorithm: Algorithm, key: PRNGKeyArray, config: Any, network: Any = None) -> TrainState:
+    """``TrainState`` for one run: the key is split once into the agent's key (``init``) and the
+    evaluation root, so evaluation draws never touch the training stream."""
+    agent_key, eval_key = jax.random.split(key)
+    return TrainState(algorithm.init(agent_key, config, network=network), eval_key)
+
+
+def episode_returns(key: PRNGKeyArray, env: VecEnv, policy: Policy) -> Float[Array, " N"]:
+    """Undiscounted return of the first episode in each of ``env.num_envs`` fresh copies,
+    acting with ``policy`` (its carry reset at the start; gymnax time limits bound the loop)."""
+    reset_key, key = jax.random.split(key)
+    env_state = env.reset(reset_key)
+    n = env.num_envs
+
+    def cond(c):
+        return ~jnp.all(c[-1])
+
+    def body(c):
+        key, env_state, carry, first, returns, finished = c
+        key, act_key, step_key = jax.random.split(key, 3)
+        action, carry, _ = policy.act(policy.params, act_key, env_state.obs, carry, first)
+        env_state, ts = env.step(step_key, env_state, action)
+        returns = jnp.where(finished, returns, ts.episode_return)
+        return key, env_state, carry, ts.done, returns, finished | ts.done
+
+    carry = policy.initial_carry(policy.params, n)
+    first = jnp.ones((n,), bool)
+    zeros = jnp.zeros((n,), jnp.float32)
+    init_val = (key, env_state, carry, first, zeros, jnp.zeros((n,), bool))
+    return jax.lax.while_loop(cond, body, init_val)[4]
+
+
+def evaluate(algorithm: Algorithm, state: Any, eval_key: PRNGKeyArray) -> dict[str, Array]:
+    """Mean greedy return over ``config.eval_envs`` fresh episodes, with the key
+    ``fold_in(eval_key, env_steps)``: the same evaluation at the same step whatever the
+    evaluation cadence, and no draw from the training key.
+
+    Returns:
+        ``{"eval_return", "eval_env_steps"}``.
+    """
+    config = state.config
+    env = algorithm.make_env(config, config.eval_envs)
+    key = jax.random.fold_in(eval_key, state.env_steps)
+    returns = episode_returns(key, env, algorithm.greedy_policy(state))
+    return {"eval_return": jnp.mean(returns), "eval_env_steps": state.env_steps}
+
+
+def run_periods(
+    algorithm: Algorithm,
+    state: TrainState,
+    num_periods: int,
+    period: int,
+    *,
+    evaluate: bool = True,
+) -> tuple[TrainState, dict[str, Array]]:
+    """``num_periods`` × (``period`` iterations of ``step``, then an evaluation), nested scans.
+
+    Evaluation sits between scans rather than behind a ``lax.cond``: under ``vmap`` a cond
+    becomes a select and would run the evaluation every iteration. It reads the agent's state
+    and never writes it. ``evaluate=False`` leaves it out (training is bit for bit the same).
+
+    Returns:
+        Final state and metrics: per-iteration keys ``[num_periods · period]`` and
+        per-evaluation keys ``[num_periods]``.
+    """
+
+    def one_period(s: TrainState, _):
+        agent, metrics = jax.lax.scan(lambda a, _: algorithm.step(a), s.agent, None, length=period)
+        evals = algorithm.evaluate(agent, s.eval_key) if evaluate else {}
+        return TrainState(agent, s.eval_key), (metrics, evals)
+
+    state, (metrics, evals) = jax.lax.scan(one_period, state, None, length=num_periods)
+    metrics = jax.tree.map(lambda x: x.reshape(num_periods * period, *x.shape[2:]), metrics)
+    return state, {**metrics, **evals}
+
+
+def make_train(
+    algorithm: Algorithm | str, config: Any, *, network: Any = None, evaluate: bool = True
+) -> Callable[[PRNGKeyArray], tuple[Any, dict[str, Array]]]:
+    """``train(key) -> (final agent state, metrics)`` running the whole ``config``.
+
+    Every check runs here, before anything compiles. ``jax.jit(jax.vmap(train))(keys)`` trains
+    one agent per key. ``network`` replaces the default network (see ``build_network``);
+    ``evaluate=False`` skips the greedy evaluations (training is unchanged by them).
+    """
+    algorithm = get(algorithm)
+    check(algorithm, config)
+    num_periods, period = schedule(algorithm, config)
+
+    def train(key: PRNGKeyArray) -> tuple[Any, dict[str, Array]]:
+        state = init(algorithm, key, config, network)
+        state, metrics = run_periods(algorithm, state, num_periods, period, evaluate=evaluate)
+        return state.agent, metrics
+
+    return train
