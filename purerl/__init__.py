@@ -2,22 +2,27 @@
 
 Three levels, each usable alone:
 
-* pieces: ``td_update``, ``reinforce_loss``, ``ppo_loss``, ``replay.init/add/sample``,
-  ``prioritized.init/add/sample/update_priorities``,
+* pieces: ``td_update``, ``reinforce_loss``, ``ppo_loss`` (and their array cores
+  ``policy_gradient_loss``, ``ppo_clip_loss``, ``value_loss``, ``entropy_loss``),
+  ``replay.init/add/sample``, ``prioritized.init/add/sample/update_priorities``, one buffer
+  interface over both (``buffers.uniform / prioritized / fifo``),
   ``epsilon_greedy``, ``discounted_returns``, ``gae``... and, for tables,
   ``tabular_td_update`` / ``tabular_sarsa_update`` and ``value_iteration`` /
   ``policy_evaluation`` (``purerl.planning``);
   pure functions over Equinox modules and pytrees, callable eagerly or under ``jit``;
 * algorithms: ``purerl.algorithms.dqn`` / ``pqn`` / ``reinforce`` / ``a2c`` / ``ppo`` /
   ``tabular``,
-  each with ``Config``, ``init``, ``step``, ``evaluate``, ``make_train``;
-  ``jax.jit(jax.vmap(make_train(config)))(keys)`` trains one agent per key;
+  each an ``Algorithm`` record (``Config``, ``init``, ``step``, ``greedy_policy``, ...)
+  registered under its name; ``make_train``, ``schedule`` and evaluation are generic
+  (``purerl.algorithms.core``); ``jax.jit(jax.vmap(make_train(config)))(keys)`` trains one
+  agent per key; ``register`` adds your own;
 * experiments: ``purerl.run(...)`` / ``purerl.resume(...)`` and the ``purerl`` command
   (seeds × hyperparameter grids × devices, checkpoints, results on disk), ``purerl.stats``
   (IQM, bootstrap CIs), ``purerl.plotting``.
 """
 
-from purerl import algorithms, envs, planning, prioritized, replay, stats
+from purerl import algorithms, buffers, envs, planning, prioritized, replay, stats
+from purerl.algorithms.core import Algorithm, Policy, register
 from purerl.experiment import Result, resume, run
 from purerl.networks import (
     MLP,
@@ -40,10 +45,15 @@ from purerl.policies import (
 from purerl.policy_gradient import (
     a2c_loss,
     clipped_value_loss,
+    entropy_loss,
     masked_mean,
+    policy_gradient_loss,
+    ppo_clip_loss,
     ppo_clipped_surrogate,
+    ppo_diagnostics,
     ppo_loss,
     reinforce_loss,
+    value_loss,
 )
 from purerl.returns import discounted_returns, gae, lambda_returns, n_step_targets
 from purerl.types import Timestep, Transition
@@ -65,6 +75,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "algorithms",
+    "Algorithm",
+    "Policy",
+    "register",
+    "buffers",
+    "policy_gradient_loss",
+    "entropy_loss",
+    "ppo_clip_loss",
+    "ppo_diagnostics",
+    "value_loss",
     "envs",
     "replay",
     "prioritized",

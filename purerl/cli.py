@@ -225,7 +225,7 @@ def _train(args) -> int:
 
 
 def _compare(args) -> int:
-    from purerl.experiment import compare
+    from purerl.experiment.results import compare
     from purerl.sinks import config_label
 
     rows = compare(args.runs, args.metric)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from purerl import stats
-from purerl.experiment import load_run
+from purerl.experiment.results import load_run
 from purerl.sinks import config_label
 
 __all__ = ["curves", "learning_curves", "final_performance", "plot_runs"]

@@ -1,5 +1,6 @@
 """Tests for purerl/policy_gradient.py against float64 NumPy loops written from the docstring
-maths, hand-computed cases, and the score-function gradient of a softmax logits table."""
+maths, hand-computed cases, and the score-function gradient of a softmax logits table; the
+network-taking wrappers are checked to be (bitwise) compositions of the array cores."""
 
 from __future__ import annotations
 
@@ -13,10 +14,15 @@ from purerl.policies import Categorical, DiagGaussian
 from purerl.policy_gradient import (
     a2c_loss,
     clipped_value_loss,
+    entropy_loss,
     masked_mean,
+    policy_gradient_loss,
+    ppo_clip_loss,
     ppo_clipped_surrogate,
+    ppo_diagnostics,
     ppo_loss,
     reinforce_loss,
+    value_loss,
 )
 
 S, A = 5, 3  # states (integer observations) and actions of the table policies
@@ -493,3 +499,369 @@ def test_ppo_loss_jit_and_vmap_over_datasets():
         np.testing.assert_allclose(batched_loss[i], exp_loss, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(batched_info["approx_kl"][i], exp_info["approx_kl"], 1e-4, 1e-6)
         np.testing.assert_allclose(eqx.filter_jit(loss)(ac, *one)[0], exp_loss, 1e-5, 1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# Array cores: float64 references, one per core
+
+
+def ref_pg(logp, adv, mask=None):
+    return -np_mean(np.ravel(logp).astype(np.float64) * np.ravel(adv), mask)
+
+
+def ref_entropy_loss(ent, mask=None):
+    return -np_mean(ent, mask)
+
+
+def ref_ppo_clip(log_ratio, adv, eps, mask=None):
+    ratio = np.exp(np.ravel(log_ratio).astype(np.float64))
+    return -np_mean(ref_surrogate(ratio, np.ravel(adv), eps), mask)
+
+
+def ref_ppo_diagnostics(log_ratio, eps, mask=None):
+    lr = np.ravel(log_ratio).astype(np.float64)
+    ratio = np.exp(lr)
+    return {
+        "approx_kl": np_mean((ratio - 1.0) - lr, mask),
+        "clip_fraction": np_mean(np.abs(ratio - 1.0) > eps, mask),
+    }
+
+
+def ref_value_loss(v, g, v_old=None, eps=None, mask=None):
+    v, g = np.ravel(v).astype(np.float64), np.ravel(g)
+    if v_old is None:
+        return np_mean(0.5 * (v - g) ** 2, mask)
+    return np_mean(ref_clipped_value(v, np.ravel(v_old), g, eps), mask)
+
+
+def core_data(seed, shape=(T, N)):
+    """Random core inputs: log π, advantages/returns, log-ratios, entropies, values, mask."""
+    rng = np.random.default_rng(seed)
+    f32 = lambda x: np.asarray(x, np.float32)  # noqa: E731
+    d = dict(
+        logp=f32(np.log(rng.uniform(0.05, 1.0, size=shape))),
+        adv=f32(rng.normal(size=shape)),
+        log_ratio=f32(rng.normal(scale=0.3, size=shape)),
+        ent=f32(rng.uniform(0.0, 2.0, size=shape)),
+        v=f32(rng.normal(size=shape)),
+        v_old=f32(rng.normal(size=shape)),
+        g=f32(rng.normal(size=shape)),
+    )
+    mask = rng.uniform(size=shape) < 0.6
+    mask.flat[0], mask.flat[-1] = True, False
+    return d, mask
+
+
+# (name, core call on the data dict, float64 reference on the data dict); each returns a dict
+CORES = [
+    (
+        "policy_gradient_loss",
+        lambda d, m: {"loss": policy_gradient_loss(d["logp"], d["adv"], mask=m)},
+        lambda d, m: {"loss": ref_pg(d["logp"], d["adv"], m)},
+    ),
+    (
+        "entropy_loss",
+        lambda d, m: {"loss": entropy_loss(d["ent"], mask=m)},
+        lambda d, m: {"loss": ref_entropy_loss(d["ent"], m)},
+    ),
+    (
+        "ppo_clip_loss",
+        lambda d, m: {"loss": ppo_clip_loss(d["log_ratio"], d["adv"], 0.2, mask=m)},
+        lambda d, m: {"loss": ref_ppo_clip(d["log_ratio"], d["adv"], 0.2, m)},
+    ),
+    (
+        "ppo_diagnostics",
+        lambda d, m: ppo_diagnostics(d["log_ratio"], 0.2, mask=m),
+        lambda d, m: ref_ppo_diagnostics(d["log_ratio"], 0.2, m),
+    ),
+    (
+        "value_loss",
+        lambda d, m: {"loss": value_loss(d["v"], d["g"], mask=m)},
+        lambda d, m: {"loss": ref_value_loss(d["v"], d["g"], mask=m)},
+    ),
+    (
+        "value_loss_clipped",
+        lambda d, m: {
+            "loss": value_loss(d["v"], d["g"], old_values=d["v_old"], clip_eps=0.3, mask=m)
+        },
+        lambda d, m: {"loss": ref_value_loss(d["v"], d["g"], d["v_old"], 0.3, m)},
+    ),
+]
+CORE_IDS = [c[0] for c in CORES]
+
+
+@pytest.mark.parametrize("use_mask", [False, True])
+@pytest.mark.parametrize("name, core, ref", CORES, ids=CORE_IDS)
+def test_core_matches_numpy(name, core, ref, use_mask):
+    d, mask = core_data(20)
+    mask = mask if use_mask else None
+    got, expected = core(d, mask), ref(d, mask)
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+        assert got[key].shape == () and got[key].dtype == jnp.float32
+        np.testing.assert_allclose(got[key], value, **TOL, err_msg=key)
+    if name == "ppo_diagnostics":  # the check is not vacuous
+        assert 0.0 < expected["clip_fraction"] < 1.0 and expected["approx_kl"] > 1e-3
+
+
+@pytest.mark.parametrize("name, core, ref", CORES, ids=CORE_IDS)
+def test_core_masked_out_nan_does_not_leak(name, core, ref):
+    d, mask = core_data(21)
+    bad = {k: v.copy() for k, v in d.items()}
+    invalid = np.flatnonzero(~mask.ravel())
+    for v in bad.values():  # NaN / inf in masked-out entries of every input
+        v.flat[invalid[0]] = np.nan
+        v.flat[invalid[-1]] = np.inf
+    bad = {k: jnp.asarray(v) for k, v in bad.items()}
+    got, expected = core(bad, mask), ref(d, mask)
+    for key, value in expected.items():
+        assert np.isfinite(float(got[key])), key
+        np.testing.assert_allclose(got[key], value, **TOL, err_msg=key)
+    # ... whereas without the mask the NaN does show up
+    assert not all(np.isfinite(float(x)) for x in core(bad, None).values())
+
+
+@pytest.mark.parametrize("name, core, ref", CORES, ids=CORE_IDS)
+def test_core_jit_and_vmap(name, core, ref):
+    K = 3
+    d, mask = core_data(22, shape=(K, T * N))
+    jitted = jax.jit(core)(d, mask)
+    for key, value in ref({k: v[0] for k, v in d.items()}, mask[0]).items():
+        np.testing.assert_allclose(
+            jax.jit(core)({k: v[0] for k, v in d.items()}, mask[0])[key], value, **TOL
+        )
+    batched = jax.jit(jax.vmap(core))(d, mask)
+    for i in range(K):
+        expected = ref({k: v[i] for k, v in d.items()}, mask[i])
+        for key, value in expected.items():
+            assert batched[key].shape == (K,)
+            np.testing.assert_allclose(batched[key][i], value, **TOL, err_msg=key)
+    for key, value in ref(d, mask).items():  # jit over the whole [K, B] batch
+        np.testing.assert_allclose(jitted[key], value, **TOL, err_msg=key)
+
+
+def test_cores_accept_traced_clip_eps():
+    d, mask = core_data(23)
+    eps = jnp.float32(0.1)
+    got = jax.jit(lambda e: ppo_clip_loss(d["log_ratio"], d["adv"], e, mask=mask))(eps)
+    np.testing.assert_allclose(got, ref_ppo_clip(d["log_ratio"], d["adv"], 0.1, mask), **TOL)
+    got = jax.jit(lambda e: ppo_diagnostics(d["log_ratio"], e, mask=mask))(eps)
+    exp = ref_ppo_diagnostics(d["log_ratio"], 0.1, mask)
+    np.testing.assert_allclose(got["clip_fraction"], exp["clip_fraction"], **TOL)
+    got = jax.jit(lambda e: value_loss(d["v"], d["g"], old_values=d["v_old"], clip_eps=e))(eps)
+    np.testing.assert_allclose(got, ref_value_loss(d["v"], d["g"], d["v_old"], 0.1), **TOL)
+
+
+def test_cores_hand_computed():
+    log2 = np.log(2.0)
+    # −mean[log ½·1, log ¼·(−1)] = −(−log 2 + 2 log 2)/2 = −log 2 / 2
+    got = policy_gradient_loss(jnp.log(jnp.array([0.5, 0.25])), jnp.array([1.0, -1.0]))
+    np.testing.assert_allclose(got, -0.5 * log2, **TOL)
+    # masked: only the first entry: −(−log 2 · 1)
+    got = policy_gradient_loss(
+        jnp.log(jnp.array([0.5, 0.25])), jnp.array([1.0, -1.0]), mask=jnp.array([True, False])
+    )
+    np.testing.assert_allclose(got, log2, **TOL)
+    np.testing.assert_allclose(entropy_loss(jnp.array([1.0, 3.0])), -2.0, **TOL)
+    np.testing.assert_allclose(entropy_loss(jnp.array([1.0, 3.0]), mask=jnp.array([0, 1])), -3.0)
+    # ρ = 1.5, A = 1 → clipped 1.2; ρ = 0.5, A = −1 → clipped −0.8; mean 0.2
+    log_ratio = jnp.log(jnp.array([1.5, 0.5, 1.1, 1.0]))
+    adv = jnp.array([1.0, -1.0, 2.0, 3.0])
+    got = ppo_clip_loss(log_ratio[:2], adv[:2], 0.2)
+    np.testing.assert_allclose(got, -0.2, **TOL)
+    # 1.2, −0.8, 2.2, 3.0 → mean 1.4
+    np.testing.assert_allclose(ppo_clip_loss(log_ratio, adv, 0.2), -1.4, **TOL)
+    diag = ppo_diagnostics(log_ratio, 0.2)
+    assert float(diag["clip_fraction"]) == 0.5  # 1.5 and 0.5 are outside [0.8, 1.2]
+    kl = [(r - 1) - np.log(r) for r in (1.5, 0.5, 1.1, 1.0)]
+    np.testing.assert_allclose(diag["approx_kl"], np.mean(kl), **TOL)
+    diag = ppo_diagnostics(log_ratio, 0.2, mask=jnp.array([False, True, True, False]))
+    assert float(diag["clip_fraction"]) == 0.5
+    np.testing.assert_allclose(diag["approx_kl"], (kl[1] + kl[2]) / 2, **TOL)
+    np.testing.assert_allclose(value_loss(jnp.array([1.0, 1.0]), jnp.array([2.0, 1.0])), 0.25)
+    # the clipped_value_loss hand case: [1.62, 0.5, 0.405, 0.125]
+    v, g = jnp.array([1.0, 1.0, 0.1, -1.0]), jnp.array([2.0, 0.0, 1.0, -0.5])
+    got = value_loss(v, g, old_values=jnp.zeros(4), clip_eps=0.2)
+    np.testing.assert_allclose(got, np.mean([1.62, 0.5, 0.405, 0.125]), **TOL)
+    got = value_loss(v, g, old_values=jnp.zeros(4), clip_eps=0.2, mask=jnp.array([1, 0, 0, 1]))
+    np.testing.assert_allclose(got, (1.62 + 0.125) / 2, **TOL)
+
+
+def test_value_loss_needs_both_old_values_and_clip_eps():
+    v = jnp.zeros(3)
+    with pytest.raises(ValueError, match="clip_eps"):
+        value_loss(v, v, old_values=v)
+    with pytest.raises(ValueError, match="old_values"):
+        value_loss(v, v, clip_eps=0.2)
+
+
+@pytest.mark.parametrize("use_mask", [False, True])
+def test_core_gradients_and_no_gradient_into_targets(use_mask):
+    d, mask = core_data(24)
+    m = mask if use_mask else None
+    w = np.ones(mask.shape) if m is None else mask.astype(np.float64)
+    n = w.sum()
+    logp, adv, lr, ent = (jnp.asarray(d[k]) for k in ("logp", "adv", "log_ratio", "ent"))
+    v, v_old, g = (jnp.asarray(d[k]) for k in ("v", "v_old", "g"))
+
+    d_logp, d_adv = jax.grad(lambda x, y: policy_gradient_loss(x, y, mask=m), (0, 1))(logp, adv)
+    np.testing.assert_array_equal(d_adv, 0.0)
+    np.testing.assert_allclose(d_logp, -d["adv"] * w / n, **TOL)
+
+    np.testing.assert_allclose(jax.grad(lambda x: entropy_loss(x, mask=m))(ent), -w / n, **TOL)
+
+    d_lr, d_adv = jax.grad(lambda x, y: ppo_clip_loss(x, y, 0.2, mask=m), (0, 1))(lr, adv)
+    np.testing.assert_array_equal(d_adv, 0.0)
+    ratio = np.exp(d["log_ratio"].astype(np.float64))
+    # unclipped side active ⇔ ρA ≤ clip(ρ)A: gradient −A·ρ/n, else 0
+    active = ratio * d["adv"] <= np.clip(ratio, 0.8, 1.2) * d["adv"]
+    np.testing.assert_allclose(d_lr, -(active * d["adv"] * ratio) * w / n, **TOL)
+    assert 0 < active.sum() < active.size
+
+    d_lr = jax.grad(lambda x: sum(ppo_diagnostics(x, 0.2, mask=m).values()))(lr)
+    np.testing.assert_array_equal(d_lr, 0.0)
+
+    d_v, d_g = jax.grad(lambda x, y: value_loss(x, y, mask=m), (0, 1))(v, g)
+    np.testing.assert_array_equal(d_g, 0.0)
+    np.testing.assert_allclose(d_v, (d["v"] - d["g"]) * w / n, **TOL)
+
+    def clipped(x, y, z):
+        return value_loss(x, y, old_values=z, clip_eps=0.3, mask=m)
+
+    d_v, d_g, d_old = jax.grad(clipped, (0, 1, 2))(v, g, v_old)
+    np.testing.assert_array_equal(d_g, 0.0)
+    np.testing.assert_array_equal(d_old, 0.0)
+    # the larger of the two squared errors carries the gradient (V − G), the clipped one only
+    # inside the clip range
+    vv, oo, gg = (d[k].astype(np.float64) for k in ("v", "v_old", "g"))
+    vc = oo + np.clip(vv - oo, -0.3, 0.3)
+    inside = np.abs(vv - oo) < 0.3
+    grad = np.where((vv - gg) ** 2 >= (vc - gg) ** 2, vv - gg, inside * (vc - gg))
+    np.testing.assert_allclose(d_v, grad * w / n, **TOL)
+
+
+# --------------------------------------------------------------------------------------------
+# The wrappers are compositions of the cores (bitwise, on the same network outputs)
+
+
+def network_outputs(module, s):
+    out = jax.vmap(jax.vmap(module))(jnp.asarray(s))
+    return out if isinstance(out, tuple) else (out, None)
+
+
+@pytest.mark.parametrize("use_mask", [False, True])
+def test_reinforce_is_composition_of_cores(use_mask):
+    theta, _, s, a, g, b, mask = make_data(30)
+    m = mask if use_mask else None
+    policy = TablePolicy(jnp.asarray(theta))
+
+    def composed(policy):
+        dist, _ = network_outputs(policy, s)
+        loss = policy_gradient_loss(dist.log_prob(a), g - b, mask=m)
+        return loss + 0.3 * entropy_loss(dist.entropy(), mask=m)
+
+    def wrapper(policy):
+        return reinforce_loss(policy, s, a, g, mask=m, baseline=b, entropy_coef=0.3)
+
+    np.testing.assert_array_equal(wrapper(policy), composed(policy))
+    np.testing.assert_array_equal(
+        eqx.filter_grad(wrapper)(policy).logits, eqx.filter_grad(composed)(policy).logits
+    )
+    np.testing.assert_allclose(wrapper(policy), ref_reinforce(theta, s, a, g, m, b, 0.3), **TOL)
+
+
+@pytest.mark.parametrize("use_mask", [False, True])
+def test_a2c_is_composition_of_cores(use_mask):
+    theta, values, s, a, adv, ret, mask = make_data(31)
+    m = mask if use_mask else None
+    ac = TableActorCritic(jnp.asarray(theta), jnp.asarray(values))
+    loss, info = a2c_loss(ac, s, a, adv, ret, value_coef=0.7, entropy_coef=0.05, mask=m)
+    dist, v = network_outputs(ac, s)
+    parts = {
+        "policy_loss": policy_gradient_loss(dist.log_prob(a), adv, mask=m),
+        "value_loss": value_loss(v, ret, mask=m),
+        "entropy": -entropy_loss(dist.entropy(), mask=m),
+    }
+    assert set(info) == set(parts)
+    for key, value in parts.items():
+        np.testing.assert_array_equal(info[key], value, err_msg=key)
+    expected = parts["policy_loss"] + 0.7 * parts["value_loss"] - 0.05 * parts["entropy"]
+    np.testing.assert_array_equal(loss, expected)
+    np.testing.assert_allclose(loss, ref_a2c(theta, values, s, a, adv, ret, 0.7, 0.05, m)[0], **TOL)
+
+
+def ppo_case(seed):
+    ac, theta, values, s, a, logp, adv, ret = ppo_inputs(seed)
+    rng = np.random.default_rng(seed)
+    old_logp = (logp + rng.normal(scale=0.3, size=logp.shape)).astype(np.float32)
+    old_v = (values[s] + rng.normal(scale=0.5, size=s.shape)).astype(np.float32)
+    mask = rng.uniform(size=s.shape) < 0.6
+    mask.flat[0], mask.flat[-1] = True, False
+    return ac, theta, values, s, a, old_logp, old_v, adv, ret, mask
+
+
+@pytest.mark.parametrize("value_clip_eps", [None, 0.2])
+@pytest.mark.parametrize("use_mask", [False, True])
+def test_ppo_is_composition_of_cores(use_mask, value_clip_eps):
+    ac, _, _, s, a, old_logp, old_v, adv, ret, mask = ppo_case(32)
+    m = mask if use_mask else None
+    kw = dict(clip_eps=0.2, value_clip_eps=value_clip_eps, value_coef=0.7, entropy_coef=0.05)
+
+    def wrapper(ac):
+        return ppo_loss(ac, s, a, old_logp, old_v, adv, ret, mask=m, **kw)
+
+    def composed(ac):
+        dist, v = network_outputs(ac, s)
+        log_ratio = dist.log_prob(a) - old_logp
+        if value_clip_eps is None:
+            v_loss = value_loss(v, ret, mask=m)
+        else:
+            v_loss = value_loss(v, ret, old_values=old_v, clip_eps=value_clip_eps, mask=m)
+        info = {
+            "policy_loss": ppo_clip_loss(log_ratio, adv, 0.2, mask=m),
+            "value_loss": v_loss,
+            "entropy": -entropy_loss(dist.entropy(), mask=m),
+            **ppo_diagnostics(log_ratio, 0.2, mask=m),
+        }
+        loss = info["policy_loss"] + 0.7 * info["value_loss"] - 0.05 * info["entropy"]
+        return loss, info
+
+    (loss, info), grad = eqx.filter_value_and_grad(wrapper, has_aux=True)(ac)
+    (exp_loss, exp_info), exp_grad = eqx.filter_value_and_grad(composed, has_aux=True)(ac)
+    np.testing.assert_array_equal(loss, exp_loss)
+    assert set(info) == set(exp_info)
+    names = ["policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"]
+    assert list(wrapper(ac)[1]) == names  # (value_and_grad sorts the aux dict's keys)
+    for key, value in exp_info.items():
+        np.testing.assert_array_equal(info[key], value, err_msg=key)
+    np.testing.assert_array_equal(grad.logits, exp_grad.logits)
+    np.testing.assert_array_equal(grad.values, exp_grad.values)
+    assert np.abs(np.asarray(grad.values)).max() > 1e-3  # the check is not vacuous
+
+
+@pytest.mark.parametrize("value_clip_eps", [None, 0.2])
+def test_ppo_mask_equals_loss_on_valid_rows_only(value_clip_eps):
+    ac, _, _, s, a, old_logp, old_v, adv, ret, mask = ppo_case(33)
+    kw = dict(clip_eps=0.2, value_clip_eps=value_clip_eps, value_coef=0.7, entropy_coef=0.05)
+    valid = lambda x: np.asarray(x)[mask]  # noqa: E731 - [T, N] → [n_valid]
+    sub_loss, sub_info = ppo_loss(
+        ac, valid(s), valid(a), valid(old_logp), valid(old_v), valid(adv), valid(ret), **kw
+    )
+    # NaN / inf in masked-out targets must not leak either
+    bad = [x.copy() for x in (old_logp, old_v, adv, ret)]
+    for x in bad:
+        x[~mask] = np.nan
+        x.flat[-1] = np.inf
+    for data in ((old_logp, old_v, adv, ret), bad):
+        loss, info = ppo_loss(ac, s, a, *data, mask=mask, **kw)
+        np.testing.assert_allclose(loss, sub_loss, rtol=1e-6, atol=1e-6)
+        assert set(info) == set(sub_info)
+        for key, value in sub_info.items():
+            np.testing.assert_allclose(info[key], value, rtol=1e-6, atol=1e-6, err_msg=key)
+    assert 0.0 < float(sub_info["clip_fraction"]) < 1.0
+    # the mask matters: the unmasked loss differs
+    full, _ = ppo_loss(ac, s, a, old_logp, old_v, adv, ret, **kw)
+    assert abs(float(full) - float(sub_loss)) > 1e-4
+    # an all-true mask is the unmasked loss
+    ones, _ = ppo_loss(ac, s, a, old_logp, old_v, adv, ret, mask=np.ones(s.shape, bool), **kw)
+    np.testing.assert_allclose(ones, full, rtol=1e-6, atol=1e-6)

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from purerl import prioritized, replay
+from purerl import buffers, replay
 from purerl.algorithms import value_based as vb
 from purerl.algorithms.common import (
     check_shared_fields,
@@ -167,9 +167,6 @@ def _check_extensions(c: Config) -> None:
     require(c.per_eps > 0, "per_eps", f"must be > 0, got {c.per_eps}")
 
 
-Buffer = replay.ReplayBuffer[Transition] | prioritized.PrioritizedBuffer[Transition]
-
-
 class State(eqx.Module):
     """Everything a DQN run carries from one iteration to the next: the Q-network
     (``network``) and its target copy (``target``); ``window`` is ``None`` for one-step
@@ -181,7 +178,7 @@ class State(eqx.Module):
     network: Any
     target: Any
     opt_state: Any
-    buffer: Buffer
+    buffer: Any  # a buffers.Buffer state (uniform, prioritized or FIFO)
     window: replay.NStepWindow | None
     key: PRNGKeyArray
     iteration: Int[Array, ""]
@@ -199,7 +196,18 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
     )
 
 
-def _empty_storage(c: Config, obs: Array) -> tuple[Buffer, replay.NStepWindow | None]:
+def make_buffer(c: Config) -> buffers.Buffer:
+    """The replay buffer the config asks for: uniform, prioritized, or (``replay=False``) a
+    FIFO of the latest ``batch_size`` transitions. The rest of DQN uses only the ``Buffer``
+    interface, whatever the kind."""
+    if not c.replay:
+        return buffers.fifo(c.batch_size)
+    if c.prioritized:
+        return buffers.prioritized(c.buffer_size, c.batch_size, alpha=c.per_alpha, eps=c.per_eps)
+    return buffers.uniform(c.buffer_size, c.batch_size)
+
+
+def _empty_storage(c: Config, obs: Array) -> tuple[Any, replay.NStepWindow | None]:
     n = obs.shape[0]
     batch = Transition(
         obs=obs,
@@ -209,9 +217,8 @@ def _empty_storage(c: Config, obs: Array) -> tuple[Buffer, replay.NStepWindow | 
         next_obs=obs,
     )
     example = jax.tree.map(lambda x: x[0], batch)
-    make_buffer = prioritized.init if c.prioritized else replay.init
     window = replay.window_init(batch, c.n_step) if c.n_step > 1 else None
-    return make_buffer(example, _capacity(c)), window
+    return make_buffer(c).init(example), window
 
 
 def init(key: PRNGKeyArray, config: Config, *, network: Any = None) -> State:
@@ -228,36 +235,26 @@ def init(key: PRNGKeyArray, config: Config, *, network: Any = None) -> State:
     return State(config, env, env_state, q_net, q_net, opt_state, buffer, window, key, zero)
 
 
-def _store(state: State, items: Transition, done: Array) -> tuple[Buffer, Any]:
+def _store(state: State, items: Transition, done: Array) -> tuple[Any, Any]:
     """Add one step of every env to the buffer (its n-step form once the window is full)."""
     c, window, valid = state.config, state.window, None
     if c.n_step > 1:
         window, items, valid = replay.window_push(window, items, done, c.gamma)
-    if c.prioritized:
-        return prioritized.add(state.buffer, items, valid), window
-    return replay.add_batch(state.buffer, items, valid), window
-
-
-def _sample(c: Config, buffer: Buffer, key: PRNGKeyArray, beta: Array):
-    """``(batch, indices, weights)``: uniform, prioritized, or (no replay) the whole FIFO."""
-    if not c.replay:
-        return buffer.data, None, None
-    if c.prioritized:
-        return prioritized.sample(key, buffer, c.batch_size, beta=beta)
-    return replay.sample(key, buffer, c.batch_size), None, None
+    return make_buffer(c).add(state.buffer, items, valid), window
 
 
 def _learn(state: State, key: PRNGKeyArray, ready: Array):
-    """``updates_per_iteration`` TD updates; a prioritized buffer gets its new priorities
-    (only where ``ready``: before learning starts they stay at their initial values)."""
+    """``updates_per_iteration`` TD updates on sampled batches (weighted by the buffer's
+    importance weights); the buffer then gets the new TD errors (new priorities for PER, only
+    where ``ready``; a no-op for uniform and FIFO buffers)."""
     c = state.config
     optimizer = make_optimizer(c)
+    buffer_fns = make_buffer(c)
     beta = linear_schedule(c.per_beta_start, 1.0, c.total_steps, state.env_steps)
 
     def update(carry, k):
-        q_net, opt_state, per_buffer = carry
-        buffer = per_buffer if c.prioritized else state.buffer
-        batch, idx, weights = _sample(c, buffer, k, beta)
+        q_net, opt_state, buffer = carry
+        batch, idx, weights = buffer_fns.sample(k, buffer, beta=beta)
         target_net = state.target if c.target_network else q_net
         q_net, opt_state, info = td_update(
             q_net,
@@ -270,17 +267,12 @@ def _learn(state: State, key: PRNGKeyArray, ready: Array):
             loss=c.loss,
             weights=weights,
         )
-        if c.prioritized:
-            per_buffer = prioritized.update_priorities(
-                per_buffer, idx, info["td_error"], alpha=c.per_alpha, eps=c.per_eps, mask=ready
-            )
-        return (q_net, opt_state, per_buffer), {"loss": info["loss"], "q_mean": info["q_mean"]}
+        buffer = buffer_fns.update(buffer, idx, info["td_error"], ready)
+        return (q_net, opt_state, buffer), {"loss": info["loss"], "q_mean": info["q_mean"]}
 
     keys = jax.random.split(key, c.updates_per_iteration)
-    per_buffer = state.buffer if c.prioritized else None
-    carry = (state.network, state.opt_state, per_buffer)
-    (q_net, opt_state, per_buffer), info = jax.lax.scan(update, carry, keys)
-    buffer = per_buffer if c.prioritized else state.buffer
+    carry = (state.network, state.opt_state, state.buffer)
+    (q_net, opt_state, buffer), info = jax.lax.scan(update, carry, keys)
     return q_net, opt_state, buffer, jax.tree.map(jnp.mean, info)
 
 
@@ -291,7 +283,7 @@ def _keep_if(ready: Array, new: Any, old: Any) -> Any:
     return eqx.combine(chosen, static)
 
 
-def _ready(c: Config, buffer: Buffer, env_steps: Array) -> Array:
+def _ready(c: Config, buffer: Any, env_steps: Array) -> Array:
     """Learning starts after ``learning_starts`` env steps, once a batch can be drawn (without
     replay: once the FIFO of the latest ``batch_size`` transitions is full)."""
     return (env_steps >= c.learning_starts) & (buffer.size >= c.batch_size)
