@@ -17,6 +17,7 @@ import equinox as eqx
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from purerl.algorithms import actor_critic as ac
+from purerl.algorithms.common import QUICK_ROLLOUT
 from purerl.algorithms.rollout import Rollout
 from purerl.policy_gradient import a2c_loss
 from purerl.returns import discounted_returns
@@ -63,19 +64,6 @@ def step(state: State) -> tuple[State, dict[str, Array]]:
     return ac.one_update(state, _loss)
 
 
-def quick_config() -> Config:
-    """A a2c run that trains on a probe env in a second (conformance tests)."""
-    return Config(
-        env_id="ObsActionReward-probe",
-        total_steps=512,
-        eval_every=256,
-        num_envs=4,
-        num_steps=16,
-        hidden_sizes=(16,),
-        eval_envs=2,
-    )
-
-
-ALGORITHM = ac.register_pg("a2c", Config, init, step, quick_config)
+ALGORITHM = ac.register_pg("a2c", Config, init, step, lambda: Config(**QUICK_ROLLOUT))
 make_train = ALGORITHM.make_train
 schedule = ALGORITHM.schedule

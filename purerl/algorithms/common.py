@@ -14,12 +14,25 @@ from purerl.networks import ACTIVATIONS
 from purerl.types import Timestep
 
 __all__ = [
+    "QUICK_ROLLOUT",
     "require",
     "check_shared_fields",
     "is_concrete",
     "iteration_schedule",
     "finished_episode_stats",
 ]
+
+
+# Tiny rollout-based runs on a probe env (each algorithm's ``quick_config``; conformance tests).
+QUICK_ROLLOUT = dict(
+    env_id="ObsActionReward-probe",
+    total_steps=512,
+    eval_every=256,
+    num_envs=4,
+    num_steps=16,
+    hidden_sizes=(16,),
+    eval_envs=2,
+)
 
 
 def is_concrete(x: Any) -> bool:

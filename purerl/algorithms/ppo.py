@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from purerl.algorithms import actor_critic as ac
-from purerl.algorithms.common import require
+from purerl.algorithms.common import QUICK_ROLLOUT, require
 from purerl.algorithms.rollout import Rollout, flatten_steps, minibatch_epochs
 from purerl.policy_gradient import ppo_loss
 from purerl.returns import gae
@@ -157,18 +157,8 @@ def step(state: State) -> tuple[State, dict[str, Array]]:
 
 
 def quick_config() -> Config:
-    """A PPO that trains on a probe env in a second (conformance tests)."""
-    return Config(
-        env_id="ObsActionReward-probe",
-        total_steps=512,
-        eval_every=256,
-        num_envs=4,
-        num_steps=16,
-        update_epochs=2,
-        num_minibatches=2,
-        hidden_sizes=(16,),
-        eval_envs=2,
-    )
+    """A PPO run that trains on a probe env in a second (conformance tests)."""
+    return Config(**QUICK_ROLLOUT, update_epochs=2, num_minibatches=2)
 
 
 ALGORITHM = ac.register_pg("ppo", Config, init, step, quick_config)

@@ -34,7 +34,7 @@ import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from purerl.algorithms import value_based as vb
-from purerl.algorithms.common import check_shared_fields, iteration_schedule, require
+from purerl.algorithms.common import QUICK_ROLLOUT, check_shared_fields, iteration_schedule, require
 from purerl.algorithms.core import Algorithm, register
 from purerl.algorithms.rollout import Rollout, collect, flatten_steps, minibatch_epochs
 from purerl.envs import VecEnv, VecEnvState
@@ -199,18 +199,8 @@ def step(state: State) -> tuple[State, dict[str, Array]]:
 
 
 def quick_config() -> Config:
-    """A PQN that trains on a probe env in a second (conformance tests)."""
-    return Config(
-        env_id="ObsActionReward-probe",
-        total_steps=512,
-        eval_every=256,
-        num_envs=4,
-        num_steps=16,
-        update_epochs=2,
-        num_minibatches=2,
-        hidden_sizes=(16,),
-        eval_envs=2,
-    )
+    """A PQN run that trains on a probe env in a second (conformance tests)."""
+    return Config(**QUICK_ROLLOUT, update_epochs=2, num_minibatches=2)
 
 
 ALGORITHM = register(

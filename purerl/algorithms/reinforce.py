@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
 from purerl.algorithms import actor_critic as ac
+from purerl.algorithms.common import QUICK_ROLLOUT
 from purerl.algorithms.rollout import Rollout
 from purerl.policy_gradient import masked_mean, reinforce_loss
 from purerl.returns import discounted_returns
@@ -87,19 +88,6 @@ def step(state: State) -> tuple[State, dict[str, Array]]:
     return ac.one_update(state, _loss)
 
 
-def quick_config() -> Config:
-    """A reinforce run that trains on a probe env in a second (conformance tests)."""
-    return Config(
-        env_id="ObsActionReward-probe",
-        total_steps=512,
-        eval_every=256,
-        num_envs=4,
-        num_steps=16,
-        hidden_sizes=(16,),
-        eval_envs=2,
-    )
-
-
-ALGORITHM = ac.register_pg("reinforce", Config, init, step, quick_config)
+ALGORITHM = ac.register_pg("reinforce", Config, init, step, lambda: Config(**QUICK_ROLLOUT))
 make_train = ALGORITHM.make_train
 schedule = ALGORITHM.schedule
