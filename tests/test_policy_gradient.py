@@ -673,6 +673,10 @@ def test_cores_hand_computed():
     np.testing.assert_allclose(ppo_clip_loss(log_ratio, adv, 0.2), -1.4, **TOL)
     diag = ppo_diagnostics(log_ratio, 0.2)
     assert float(diag["clip_fraction"]) == 0.5  # 1.5 and 0.5 are outside [0.8, 1.2]
+    # strictly outside: with ε = 0 a ratio of exactly 1 is not clipped
+    zero = ppo_diagnostics(jnp.array([0.0, 0.0, 0.1]), 0.0)
+    assert float(zero["clip_fraction"]) == pytest.approx(1 / 3)
+    assert float(zero["approx_kl"]) == pytest.approx((np.exp(0.1) - 1 - 0.1) / 3, rel=1e-5)
     kl = [(r - 1) - np.log(r) for r in (1.5, 0.5, 1.1, 1.0)]
     np.testing.assert_allclose(diag["approx_kl"], np.mean(kl), **TOL)
     diag = ppo_diagnostics(log_ratio, 0.2, mask=jnp.array([False, True, True, False]))
