@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, Real
 
 from purerl import prioritized as per
 from purerl import replay
@@ -122,7 +122,7 @@ def _add_with(
 ) -> Callable[..., BufferState]:
     """``add`` that sends ``valid=None`` / scalar to ``add_batch`` and ``[n]`` to ``add_where``."""
 
-    def add(state: BufferState, items: Item, valid: Bool[Array, "..."] | None = None):
+    def add(state: BufferState, items: Item, valid: Bool[ArrayLike, "..."] | None = None):
         items = _as_batch(state, items)
         if valid is None or jnp.ndim(valid) == 0:
             return add_batch(state, items, valid)
@@ -139,9 +139,9 @@ def _add_with(
 
 def _no_update(
     state: BufferState,
-    indices: Int[Array, " B"],
-    td_errors: Float[Array, " B"],
-    mask: Bool[Array, "..."] | bool | None = None,
+    indices: Int[ArrayLike, " B"],
+    td_errors: Float[ArrayLike, " B"],
+    mask: Bool[ArrayLike, "..."] | None = None,
 ) -> BufferState:
     del indices, td_errors, mask
     return state
@@ -207,8 +207,8 @@ def prioritized(
     capacity: int,
     batch_size: int,
     *,
-    alpha: float | Float[Array, ""] = 0.6,
-    eps: float | Float[Array, ""] = 1e-6,
+    alpha: Real[ArrayLike, ""] = 0.6,
+    eps: Real[ArrayLike, ""] = 1e-6,
 ) -> Buffer:
     """Proportional prioritized replay: item ``i`` is drawn with ``P(i) ∝ (|δ_i| + ε)^α``,
     with importance weights ``(N · P(i))^(−β) / max w`` (``purerl.prioritized``).
@@ -248,9 +248,9 @@ def prioritized(
 
     def update(
         state: per.PrioritizedBuffer,
-        indices: Int[Array, " B"],
-        td_errors: Float[Array, " B"],
-        mask: Bool[Array, "..."] | bool | None = None,
+        indices: Int[ArrayLike, " B"],
+        td_errors: Float[ArrayLike, " B"],
+        mask: Bool[ArrayLike, "..."] | None = None,
     ) -> per.PrioritizedBuffer:
         return per.update_priorities(state, indices, td_errors, alpha=alpha, eps=eps, mask=mask)
 
@@ -305,8 +305,8 @@ def make(
     *,
     capacity: int,
     batch_size: int,
-    alpha: float | Float[Array, ""] = 0.6,
-    eps: float | Float[Array, ""] = 1e-6,
+    alpha: Real[ArrayLike, ""] = 0.6,
+    eps: Real[ArrayLike, ""] = 1e-6,
 ) -> Buffer:
     """The buffer of kind ``"uniform"``, ``"prioritized"`` or ``"fifo"``.
 

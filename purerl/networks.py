@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from purerl.policies import Categorical, DiagGaussian
 
@@ -78,7 +78,7 @@ class MLP(eqx.Module):
         self.activation = activation
         self.activate_output = bool(activate_output)
 
-    def __call__(self, x: Array) -> Float[Array, " out"]:
+    def __call__(self, x: ArrayLike) -> Float[Array, " out"]:
         act = _activation(self.activation)
         x = jnp.ravel(x).astype(jnp.float32)
         hidden = self.layers if self.activate_output else self.layers[:-1]
@@ -167,7 +167,7 @@ class ConvTorso(eqx.Module):
         self.activation = activation
         self.input_scale = float(input_scale)
 
-    def __call__(self, obs: Array) -> Float[Array, " features"]:
+    def __call__(self, obs: ArrayLike) -> Float[Array, " features"]:
         act = _activation(self.activation)
         x = jnp.transpose(obs.astype(jnp.float32) * self.input_scale, (2, 0, 1))  # HWC → CHW
         for i, conv in enumerate(self.convs):
@@ -320,7 +320,7 @@ class QNetwork(eqx.Module):
         self.obs_shape = tuple(int(d) for d in obs_shape)
         self.num_actions = int(num_actions)
 
-    def __call__(self, obs: Array) -> Float[Array, " n_actions"]:
+    def __call__(self, obs: ArrayLike) -> Float[Array, " n_actions"]:
         _check_obs(obs, self.obs_shape)
         h = self.torso(obs)
         q = self.head(h)
@@ -391,7 +391,7 @@ def _flat_size(obs_shape: Sequence[int]) -> int:
     return size
 
 
-def _check_obs(obs: Array, obs_shape: tuple[int, ...]) -> None:
+def _check_obs(obs: ArrayLike, obs_shape: tuple[int, ...]) -> None:
     if tuple(obs.shape) != obs_shape:
         raise ValueError(
             f"obs: expected shape {obs_shape} (one observation; vmap over a batch), "
@@ -422,7 +422,7 @@ class PolicyNetwork(eqx.Module):
         continuous: bool = False,
         hidden_sizes: Sequence[int] = (64, 64),
         activation: str = "tanh",
-        log_std_init: float = 0.0,
+        log_std_init: Real[ArrayLike, ""] = 0.0,
         key: PRNGKeyArray,
     ):
         self.obs_shape = tuple(int(d) for d in obs_shape)
@@ -434,7 +434,7 @@ class PolicyNetwork(eqx.Module):
             jnp.full((int(action_dim),), log_std_init, jnp.float32) if continuous else None
         )
 
-    def __call__(self, obs: Array) -> Categorical | DiagGaussian:
+    def __call__(self, obs: ArrayLike) -> Categorical | DiagGaussian:
         _check_obs(obs, self.obs_shape)
         out = self.net(obs)
         if self.log_std is None:
@@ -459,7 +459,7 @@ class ValueNetwork(eqx.Module):
         self.obs_shape = tuple(int(d) for d in obs_shape)
         self.net = _orthogonal_mlp(_flat_size(obs_shape), 1, hidden_sizes, activation, 1.0, key=key)
 
-    def __call__(self, obs: Array) -> Float[Array, ""]:
+    def __call__(self, obs: ArrayLike) -> Float[Array, ""]:
         _check_obs(obs, self.obs_shape)
         return self.net(obs)[0]
 
@@ -486,7 +486,7 @@ class ActorCritic(eqx.Module):
         hidden_sizes: Sequence[int] = (64, 64),
         activation: str = "tanh",
         shared_torso: bool = False,
-        log_std_init: float = 0.0,
+        log_std_init: Real[ArrayLike, ""] = 0.0,
         key: PRNGKeyArray,
     ):
         policy_key, value_key = jax.random.split(key)
@@ -508,7 +508,7 @@ class ActorCritic(eqx.Module):
                 obs_shape, hidden_sizes=hidden_sizes, activation=activation, key=value_key
             )
 
-    def __call__(self, obs: Array) -> tuple[Categorical | DiagGaussian, Float[Array, ""]]:
+    def __call__(self, obs: ArrayLike) -> tuple[Categorical | DiagGaussian, Float[Array, ""]]:
         if not self.shared_torso:
             return self.policy(obs), self.value(obs)
         _check_obs(obs, self.policy.obs_shape)

@@ -17,23 +17,25 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, Real
 
 __all__ = ["bellman_q", "policy_evaluation", "value_iteration"]
 
 
-def _expected_reward(P: Float[Array, "S A S"], R: Float[Array, "S A ..."]) -> Float[Array, "S A"]:
+def _expected_reward(
+    P: Float[ArrayLike, "S A S"], R: Float[ArrayLike, "S A ..."]
+) -> Float[ArrayLike, "S A"]:
     if R.ndim == 3:
         return jnp.sum(P * R, axis=-1)
     return R
 
 
 def bellman_q(
-    P: Float[Array, "S A S"],
-    R: Float[Array, "S A ..."],
-    V: Float[Array, " S"],
+    P: Float[ArrayLike, "S A S"],
+    R: Float[ArrayLike, "S A ..."],
+    V: Float[ArrayLike, " S"],
     *,
-    gamma: float | Float[Array, ""],
+    gamma: Real[ArrayLike, ""],
 ) -> Float[Array, "S A"]:
     """One-step lookahead: ``Q[s, a] = R[s, a] + γ · Σ_s' P[s, a, s'] · V[s']``.
 
@@ -43,7 +45,9 @@ def bellman_q(
     return _expected_reward(P, R) + gamma * jnp.einsum("sat,t->sa", P, V)
 
 
-def _iterate(backup, V0: Array, tol: float, max_iterations: int) -> tuple[Array, Array]:
+def _iterate(
+    backup, V0: Array, tol: Real[ArrayLike, ""], max_iterations: int
+) -> tuple[Array, Array]:
     """Apply ``backup`` until ``max|V' − V| < tol`` or ``max_iterations``; returns (V, count)."""
 
     def cond(carry):
@@ -60,13 +64,13 @@ def _iterate(backup, V0: Array, tol: float, max_iterations: int) -> tuple[Array,
 
 
 def policy_evaluation(
-    P: Float[Array, "S A S"],
-    R: Float[Array, "S A ..."],
-    terminal: Bool[Array, " S"],
-    policy: Int[Array, " S"] | Float[Array, "S A"],
+    P: Float[ArrayLike, "S A S"],
+    R: Float[ArrayLike, "S A ..."],
+    terminal: Bool[ArrayLike, " S"],
+    policy: Int[ArrayLike, " S"] | Float[ArrayLike, "S A"],
     *,
-    gamma: float | Float[Array, ""],
-    tol: float = 1e-6,
+    gamma: Real[ArrayLike, ""],
+    tol: Real[ArrayLike, ""] = 1e-6,
     max_iterations: int = 100_000,
 ) -> Float[Array, " S"]:
     """Iterative policy evaluation: ``V ← Σ_a π(a|s) (R[s, a] + γ Σ_s' P[s, a, s'] V[s'])``.
@@ -102,12 +106,12 @@ def policy_evaluation(
 
 
 def value_iteration(
-    P: Float[Array, "S A S"],
-    R: Float[Array, "S A ..."],
-    terminal: Bool[Array, " S"],
+    P: Float[ArrayLike, "S A S"],
+    R: Float[ArrayLike, "S A ..."],
+    terminal: Bool[ArrayLike, " S"],
     *,
-    gamma: float | Float[Array, ""],
-    tol: float = 1e-6,
+    gamma: Real[ArrayLike, ""],
+    tol: Real[ArrayLike, ""] = 1e-6,
     max_iterations: int = 100_000,
 ) -> tuple[Float[Array, " S"], Float[Array, "S A"]]:
     """Value iteration: ``V ← max_a (R[s, a] + γ Σ_s' P[s, a, s'] V[s'])`` until converged.

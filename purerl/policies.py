@@ -7,7 +7,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
 __all__ = [
     "greedy",
@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 
-def greedy(q_values: Float[Array, "... n_actions"]) -> Int[Array, "..."]:
+def greedy(q_values: Float[ArrayLike, "... n_actions"]) -> Int[Array, "..."]:
     """Index of the largest Q-value (first one on ties): ``argmax_a Q(s, a)``."""
     return jnp.argmax(q_values, axis=-1).astype(jnp.int32)
 
@@ -27,8 +27,8 @@ def greedy(q_values: Float[Array, "... n_actions"]) -> Int[Array, "..."]:
 @jax.jit
 def epsilon_greedy(
     key: PRNGKeyArray,
-    q_values: Float[Array, "... n_actions"],
-    epsilon: float | Float[Array, ""],
+    q_values: Float[ArrayLike, "... n_actions"],
+    epsilon: Real[ArrayLike, ""],
 ) -> Int[Array, "..."]:
     """With probability ε a uniformly random action, otherwise the greedy one.
 
@@ -56,10 +56,10 @@ def epsilon_greedy(
 
 
 def linear_schedule(
-    start: float | Float[Array, ""],
-    end: float | Float[Array, ""],
-    duration: float | Float[Array, ""],
-    count: int | Array,
+    start: Real[ArrayLike, ""],
+    end: Real[ArrayLike, ""],
+    duration: Real[ArrayLike, ""],
+    count: Real[ArrayLike, ""],
 ) -> Float[Array, ""]:
     """Linear interpolation from ``start`` to ``end`` over ``duration`` counts, then ``end``.
 
@@ -89,7 +89,7 @@ class Categorical(eqx.Module):
         """One action per leading index, ``P(a) = softmax(logits)[a]``."""
         return jax.random.categorical(key, self.logits, axis=-1).astype(jnp.int32)
 
-    def log_prob(self, action: Int[Array, "..."]) -> Float[Array, "..."]:
+    def log_prob(self, action: Int[ArrayLike, "..."]) -> Float[Array, "..."]:
         """``log softmax(logits)[action]``."""
         logp = jax.nn.log_softmax(self.logits, axis=-1)
         return jnp.take_along_axis(logp, action[..., None].astype(jnp.int32), axis=-1)[..., 0]
@@ -120,7 +120,7 @@ class DiagGaussian(eqx.Module):
         noise = jax.random.normal(key, jnp.shape(self.mean))
         return self.mean + jnp.exp(self._log_std()) * noise
 
-    def log_prob(self, action: Float[Array, "... d"]) -> Float[Array, "..."]:
+    def log_prob(self, action: Float[ArrayLike, "... d"]) -> Float[Array, "..."]:
         """``Σ_i [−½((a_i − μ_i)/σ_i)² − log σ_i − ½ log 2π]``."""
         log_std = self._log_std()
         z = (action - self.mean) * jnp.exp(-log_std)
@@ -142,7 +142,9 @@ class DiagGaussian(eqx.Module):
 _HALF_LOG_2PI = 0.5 * float(np.log(2.0 * np.pi))
 
 
-def clip_action(action: Float[Array, "... d"], low: Array, high: Array) -> Float[Array, "... d"]:
+def clip_action(
+    action: Float[ArrayLike, "... d"], low: ArrayLike, high: ArrayLike
+) -> Float[Array, "... d"]:
     """Clip a continuous action into the box ``[low, high]`` (bounds broadcast over leading
     batch axes) before it reaches the environment."""
     shape = jnp.shape(action)

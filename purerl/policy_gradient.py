@@ -25,7 +25,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, Real
 
 __all__ = [
     # array cores
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 
-def masked_mean(x: Float[Array, "..."], mask: Array | None = None) -> Float[Array, ""]:
+def masked_mean(x: Float[ArrayLike, "..."], mask: ArrayLike | None = None) -> Float[Array, ""]:
     """Mean of ``x`` over entries where ``mask`` is true (all entries when ``None``)."""
     if mask is None:
         return jnp.mean(x)
@@ -53,7 +53,7 @@ def masked_mean(x: Float[Array, "..."], mask: Array | None = None) -> Float[Arra
     return jnp.sum(jnp.where(mask, x, 0.0)) / jnp.maximum(jnp.sum(mask), 1).astype(x.dtype)
 
 
-def _apply(module: Callable[[Array], Any], observations: Array, batch_ndim: int) -> Any:
+def _apply(module: Callable[[Array], Any], observations: ArrayLike, batch_ndim: int) -> Any:
     """Apply a one-observation module over the leading ``batch_ndim`` axes."""
     batch_shape = observations.shape[:batch_ndim]
     flat = observations.reshape(-1, *observations.shape[batch_ndim:])
@@ -66,9 +66,9 @@ def _apply(module: Callable[[Array], Any], observations: Array, batch_ndim: int)
 
 
 def ppo_clipped_surrogate(
-    ratio: Float[Array, "..."],
-    advantages: Float[Array, "..."],
-    clip_eps: float | Float[Array, ""],
+    ratio: Float[ArrayLike, "..."],
+    advantages: Float[ArrayLike, "..."],
+    clip_eps: Real[ArrayLike, ""],
 ) -> Float[Array, "..."]:
     """PPO's clipped surrogate, elementwise (to be maximised):
     ``min(ρ·A, clip(ρ, 1 − ε, 1 + ε)·A)`` with ``ρ = π(a|s) / π_old(a|s)``.
@@ -81,10 +81,10 @@ def ppo_clipped_surrogate(
 
 
 def clipped_value_loss(
-    values: Float[Array, "..."],
-    old_values: Float[Array, "..."],
-    returns: Float[Array, "..."],
-    clip_eps: float | Float[Array, ""],
+    values: Float[ArrayLike, "..."],
+    old_values: Float[ArrayLike, "..."],
+    returns: Float[ArrayLike, "..."],
+    clip_eps: Real[ArrayLike, ""],
 ) -> Float[Array, "..."]:
     """Clipped value loss, elementwise: ``½·max((V − G)², (V_old + clip(V − V_old, ±ε) − G)²)``.
 
@@ -100,10 +100,10 @@ def clipped_value_loss(
 
 
 def policy_gradient_loss(
-    log_probs: Float[Array, "*B"],
-    advantages: Float[Array, "*B"],
+    log_probs: Float[ArrayLike, "*B"],
+    advantages: Float[ArrayLike, "*B"],
     *,
-    mask: Bool[Array, "*B"] | None = None,
+    mask: Bool[ArrayLike, "*B"] | Int[ArrayLike, "*B"] | None = None,
 ) -> Float[Array, ""]:
     """Score-function policy-gradient loss (to be minimised).
 
@@ -131,9 +131,9 @@ def policy_gradient_loss(
 
 
 def entropy_loss(
-    entropies: Float[Array, "*B"],
+    entropies: Float[ArrayLike, "*B"],
     *,
-    mask: Bool[Array, "*B"] | None = None,
+    mask: Bool[ArrayLike, "*B"] | Int[ArrayLike, "*B"] | None = None,
 ) -> Float[Array, ""]:
     """Negative mean entropy: ``loss + c_H · entropy_loss`` adds an entropy bonus.
 
@@ -157,11 +157,11 @@ def entropy_loss(
 
 
 def ppo_clip_loss(
-    log_ratio: Float[Array, "*B"],
-    advantages: Float[Array, "*B"],
-    clip_eps: float | Float[Array, ""],
+    log_ratio: Float[ArrayLike, "*B"],
+    advantages: Float[ArrayLike, "*B"],
+    clip_eps: Real[ArrayLike, ""],
     *,
-    mask: Bool[Array, "*B"] | None = None,
+    mask: Bool[ArrayLike, "*B"] | Int[ArrayLike, "*B"] | None = None,
 ) -> Float[Array, ""]:
     """PPO's clipped surrogate objective, negated and averaged (to be minimised).
 
@@ -190,10 +190,10 @@ def ppo_clip_loss(
 
 
 def ppo_diagnostics(
-    log_ratio: Float[Array, "*B"],
-    clip_eps: float | Float[Array, ""],
+    log_ratio: Float[ArrayLike, "*B"],
+    clip_eps: Real[ArrayLike, ""],
     *,
-    mask: Bool[Array, "*B"] | None = None,
+    mask: Bool[ArrayLike, "*B"] | Int[ArrayLike, "*B"] | None = None,
 ) -> dict[str, Float[Array, ""]]:
     """PPO's monitoring statistics (no gradient): approximate KL and fraction of clipped ratios.
 
@@ -228,12 +228,12 @@ def ppo_diagnostics(
 
 
 def value_loss(
-    values: Float[Array, "*B"],
-    returns: Float[Array, "*B"],
+    values: Float[ArrayLike, "*B"],
+    returns: Float[ArrayLike, "*B"],
     *,
-    old_values: Float[Array, "*B"] | None = None,
-    clip_eps: float | Float[Array, ""] | None = None,
-    mask: Bool[Array, "*B"] | None = None,
+    old_values: Float[ArrayLike, "*B"] | None = None,
+    clip_eps: Real[ArrayLike, ""] | None = None,
+    mask: Bool[ArrayLike, "*B"] | Int[ArrayLike, "*B"] | None = None,
 ) -> Float[Array, ""]:
     """Critic regression loss, optionally PPO-clipped around the old values.
 
@@ -283,13 +283,13 @@ def value_loss(
 
 def reinforce_loss(
     policy: Callable[[Array], Any],
-    observations: Array,
-    actions: Array,
-    returns: Float[Array, "..."],
+    observations: ArrayLike,
+    actions: ArrayLike,
+    returns: Float[ArrayLike, "..."],
     *,
-    mask: Array | None = None,
-    baseline: Float[Array, "..."] | None = None,
-    entropy_coef: float | Float[Array, ""] = 0.0,
+    mask: ArrayLike | None = None,
+    baseline: Float[ArrayLike, "..."] | None = None,
+    entropy_coef: Real[ArrayLike, ""] = 0.0,
 ) -> Float[Array, ""]:
     """REINFORCE: ``−mean_valid[ log π(a|s) · (G − b) ] − c_H · mean_valid[ H(π(·|s)) ]``.
 
@@ -322,14 +322,14 @@ def reinforce_loss(
 
 def a2c_loss(
     actor_critic: Callable[[Array], Any],
-    observations: Array,
-    actions: Array,
-    advantages: Float[Array, "..."],
-    returns: Float[Array, "..."],
+    observations: ArrayLike,
+    actions: ArrayLike,
+    advantages: Float[ArrayLike, "..."],
+    returns: Float[ArrayLike, "..."],
     *,
-    value_coef: float | Float[Array, ""] = 0.5,
-    entropy_coef: float | Float[Array, ""] = 0.01,
-    mask: Array | None = None,
+    value_coef: Real[ArrayLike, ""] = 0.5,
+    entropy_coef: Real[ArrayLike, ""] = 0.01,
+    mask: ArrayLike | None = None,
 ) -> tuple[Float[Array, ""], dict[str, Array]]:
     """Advantage actor-critic: ``−mean[log π(a|s)·A] + c_V·mean[½(V(s) − G)²] − c_H·mean[H]``.
 
@@ -352,18 +352,18 @@ def a2c_loss(
 
 def ppo_loss(
     actor_critic: Callable[[Array], Any],
-    observations: Array,
-    actions: Array,
-    old_log_probs: Float[Array, "..."],
-    old_values: Float[Array, "..."],
-    advantages: Float[Array, "..."],
-    returns: Float[Array, "..."],
+    observations: ArrayLike,
+    actions: ArrayLike,
+    old_log_probs: Float[ArrayLike, "..."],
+    old_values: Float[ArrayLike, "..."],
+    advantages: Float[ArrayLike, "..."],
+    returns: Float[ArrayLike, "..."],
     *,
-    clip_eps: float | Float[Array, ""] = 0.2,
-    value_clip_eps: float | Float[Array, ""] | None = 0.2,
-    value_coef: float | Float[Array, ""] = 0.5,
-    entropy_coef: float | Float[Array, ""] = 0.0,
-    mask: Array | None = None,
+    clip_eps: Real[ArrayLike, ""] = 0.2,
+    value_clip_eps: Real[ArrayLike, ""] | None = 0.2,
+    value_coef: Real[ArrayLike, ""] = 0.5,
+    entropy_coef: Real[ArrayLike, ""] = 0.0,
+    mask: ArrayLike | None = None,
 ) -> tuple[Float[Array, ""], dict[str, Array]]:
     """PPO-clip: ``−mean[surrogate] + c_V·mean[value loss] − c_H·mean[H]``.
 

@@ -30,7 +30,7 @@ from typing import Generic, TypeVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray, Real
 
 from purerl import replay
 
@@ -92,16 +92,16 @@ def tree_total(tree: SumTree) -> Float[Array, ""]:
     return tree.nodes[1]
 
 
-def tree_get(tree: SumTree, idx: Int[Array, " B"]) -> Float[Array, " B"]:
+def tree_get(tree: SumTree, idx: Int[ArrayLike, " B"]) -> Float[Array, " B"]:
     """The values at leaves ``idx``."""
     return tree.nodes[tree.num_leaves + jnp.asarray(idx, jnp.int32)]
 
 
 def tree_set(
     tree: SumTree,
-    idx: Int[Array, " B"],
-    values: Float[Array, " B"],
-    mask: Bool[Array, " B"] | None = None,
+    idx: Int[ArrayLike, " B"],
+    values: Float[ArrayLike, " B"] | Float[ArrayLike, ""],
+    mask: Bool[ArrayLike, " B"] | None = None,
 ) -> SumTree:
     """Set leaves ``idx`` to ``values`` and recompute their ancestors.
 
@@ -127,7 +127,7 @@ def tree_set(
     return SumTree(nodes=nodes, capacity=tree.capacity)
 
 
-def tree_find(tree: SumTree, targets: Float[Array, " B"]) -> Int[Array, " B"]:
+def tree_find(tree: SumTree, targets: Float[ArrayLike, " B"]) -> Int[Array, " B"]:
     """Prefix-sum search: for each target ``t ∈ [0, total)``, the leaf ``i`` with
     ``Σ_{k<i} value_k ≤ t < Σ_{k≤i} value_k``.
 
@@ -180,7 +180,7 @@ def init(example: Item, capacity: int) -> PrioritizedBuffer[Item]:
 
 @jax.jit
 def add(
-    buffer: PrioritizedBuffer[Item], items: Item, valid: Bool[Array, ""] | None = None
+    buffer: PrioritizedBuffer[Item], items: Item, valid: Bool[ArrayLike, ""] | None = None
 ) -> PrioritizedBuffer[Item]:
     """Store a batch ``[B, ...]`` (or one item) with the largest priority seen so far.
 
@@ -198,7 +198,7 @@ def add(
 
 @jax.jit
 def add_where(
-    buffer: PrioritizedBuffer[Item], items: Item, mask: Bool[Array, " B"]
+    buffer: PrioritizedBuffer[Item], items: Item, mask: Bool[ArrayLike, " B"]
 ) -> PrioritizedBuffer[Item]:
     """Store the rows of a batch ``[B, ...]`` where ``mask`` is ``True`` (packed in order, as
     ``replay.add_where``), each with the largest priority seen so far; other rows are not stored.
@@ -224,7 +224,7 @@ def sample(
     buffer: PrioritizedBuffer[Item],
     batch_size: int,
     *,
-    beta: float | Float[Array, ""],
+    beta: Real[ArrayLike, ""],
 ) -> tuple[Item, Int[Array, " B"], Float[Array, " B"]]:
     """``batch_size`` items drawn independently with ``P(i) = p_i / Σ_k p_k``, their slot
     indices, and their importance-sampling weights.
@@ -253,12 +253,12 @@ def sample(
 @jax.jit
 def update_priorities(
     buffer: PrioritizedBuffer[Item],
-    indices: Int[Array, " B"],
-    td_errors: Float[Array, " B"],
+    indices: Int[ArrayLike, " B"],
+    td_errors: Float[ArrayLike, " B"],
     *,
-    alpha: float | Float[Array, ""],
-    eps: float | Float[Array, ""] = 1e-6,
-    mask: Bool[Array, "..."] | None = None,
+    alpha: Real[ArrayLike, ""],
+    eps: Real[ArrayLike, ""] = 1e-6,
+    mask: Bool[ArrayLike, "..."] | None = None,
 ) -> PrioritizedBuffer[Item]:
     """Set the priorities of sampled items from their TD errors: ``p_i = (|δ_i| + ε)^α``.
 

@@ -27,7 +27,7 @@ from typing import Any, Generic, TypeVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Int, PRNGKeyArray, Real
 
 from purerl.types import Transition
 
@@ -118,7 +118,7 @@ def add(buffer: ReplayBuffer[Item], item: Item) -> ReplayBuffer[Item]:
 
 @jax.jit
 def add_batch(
-    buffer: ReplayBuffer[Item], items: Item, valid: Bool[Array, ""] | None = None
+    buffer: ReplayBuffer[Item], items: Item, valid: Bool[ArrayLike, ""] | None = None
 ) -> ReplayBuffer[Item]:
     """Write ``B`` items (leaves ``[B, ...]``) into the next ``B`` slots, wrapping around.
 
@@ -159,7 +159,7 @@ def add_batch(
 
 @jax.jit
 def add_where(
-    buffer: ReplayBuffer[Item], items: Item, mask: Bool[Array, " B"]
+    buffer: ReplayBuffer[Item], items: Item, mask: Bool[ArrayLike, " B"]
 ) -> ReplayBuffer[Item]:
     """Write the rows of ``items`` (leaves ``[B, ...]``) where ``mask`` is ``True``, packed in
     order into the next ``Σ mask`` slots; rows where it is ``False`` are not stored at all.
@@ -201,7 +201,7 @@ def add_where(
 
 
 def slots_where(
-    buffer: ReplayBuffer, mask: Bool[Array, " n"], n: int
+    buffer: ReplayBuffer, mask: Bool[ArrayLike, " n"], n: int
 ) -> tuple[Int[Array, " n"], Bool[Array, " n"]]:
     """``(slots, keep)`` for ``add_where``: kept row ``i`` goes to slot ``(position + r_i) %
     capacity``, ``r_i`` the number of kept rows before it; ``keep`` is ``mask`` as ``[n]``
@@ -273,7 +273,7 @@ def window_init(example: Transition, n: int) -> NStepWindow:
 
 
 def n_step_transition(
-    items: Transition, done: Bool[Array, "n ..."], gamma: float | Float[Array, ""]
+    items: Transition, done: Bool[ArrayLike, "n ..."], gamma: Real[ArrayLike, ""]
 ) -> Transition:
     """Fold ``n`` consecutive one-step transitions (time on axis 0) into the n-step
     transition of the first one.
@@ -321,8 +321,8 @@ def n_step_transition(
 def window_push(
     window: NStepWindow,
     items: Transition,
-    done: Bool[Array, " N"],
-    gamma: float | Float[Array, ""],
+    done: Bool[ArrayLike, " N"],
+    gamma: Real[ArrayLike, ""],
 ) -> tuple[NStepWindow, Transition, Bool[Array, ""]]:
     """Append one step of every env and return the n-step transition of the oldest step.
 

@@ -12,23 +12,23 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float
+from jaxtyping import Array, ArrayLike, Bool, Float, Real
 
 __all__ = ["discounted_returns", "n_step_targets", "lambda_returns", "gae"]
 
 
-def _cut(done_t: Array | None, like: Array) -> Array:
+def _cut(done_t: ArrayLike | None, like: ArrayLike) -> Array:
     if done_t is None:
         return jnp.zeros(like.shape, dtype=bool)
     return jnp.asarray(done_t, dtype=bool)
 
 
 def discounted_returns(
-    r_t: Float[Array, "T ..."],
-    discount_t: Float[Array, "T ..."],
+    r_t: Float[ArrayLike, "T ..."],
+    discount_t: Float[ArrayLike, "T ..."],
     *,
-    v_t: Float[Array, "T ..."] | None = None,
-    done_t: Bool[Array, "T ..."] | None = None,
+    v_t: Float[ArrayLike, "T ..."] | None = None,
+    done_t: Bool[ArrayLike, "T ..."] | None = None,
 ) -> Float[Array, "T ..."]:
     """Discounted return (reward-to-go) of every step of a sequence.
 
@@ -56,12 +56,12 @@ def discounted_returns(
 
 
 def n_step_targets(
-    r_t: Float[Array, "T ..."],
-    discount_t: Float[Array, "T ..."],
-    v_t: Float[Array, "T ..."],
+    r_t: Float[ArrayLike, "T ..."],
+    discount_t: Float[ArrayLike, "T ..."],
+    v_t: Float[ArrayLike, "T ..."],
     n: int,
     *,
-    done_t: Bool[Array, "T ..."] | None = None,
+    done_t: Bool[ArrayLike, "T ..."] | None = None,
 ) -> Float[Array, "T ..."]:
     """n-step bootstrapped targets, the window clipped at episode ends and the sequence end.
 
@@ -84,7 +84,7 @@ def n_step_targets(
         raise ValueError(f"n must be >= 1, got n={n}")
     done_t = _cut(done_t, r_t)
     stop = done_t.at[-1].set(True)  # the sequence end cuts every window
-    g = r_t + discount_t * v_t  # G^(1)
+    g = jnp.asarray(r_t + discount_t * v_t)  # G^(1); a JAX array for NumPy inputs too
     for _ in range(int(n) - 1):
         g_next = jnp.concatenate([g[1:], g[-1:]], axis=0)  # G_{t+1}^(k-1); last row unused
         g = r_t + discount_t * jnp.where(stop, v_t, g_next)
@@ -92,12 +92,12 @@ def n_step_targets(
 
 
 def lambda_returns(
-    r_t: Float[Array, "T ..."],
-    discount_t: Float[Array, "T ..."],
-    v_t: Float[Array, "T ..."],
-    lambda_: float | Float[Array, ""],
+    r_t: Float[ArrayLike, "T ..."],
+    discount_t: Float[ArrayLike, "T ..."],
+    v_t: Float[ArrayLike, "T ..."],
+    lambda_: Real[ArrayLike, ""],
     *,
-    done_t: Bool[Array, "T ..."] | None = None,
+    done_t: Bool[ArrayLike, "T ..."] | None = None,
 ) -> Float[Array, "T ..."]:
     """TD(λ) returns: ``G_t = r_t + discount_t · ((1 − λ)·v_t + λ·G_{t+1})``.
 
@@ -127,13 +127,13 @@ def lambda_returns(
 
 
 def gae(
-    r_t: Float[Array, "T ..."],
-    discount_t: Float[Array, "T ..."],
-    values: Float[Array, "T ..."],
-    v_t: Float[Array, "T ..."],
-    lambda_: float | Float[Array, ""],
+    r_t: Float[ArrayLike, "T ..."],
+    discount_t: Float[ArrayLike, "T ..."],
+    values: Float[ArrayLike, "T ..."],
+    v_t: Float[ArrayLike, "T ..."],
+    lambda_: Real[ArrayLike, ""],
     *,
-    done_t: Bool[Array, "T ..."] | None = None,
+    done_t: Bool[ArrayLike, "T ..."] | None = None,
 ) -> Float[Array, "T ..."]:
     """Generalised advantage estimates ``A_t = δ_t + discount_t · λ · A_{t+1}``.
 

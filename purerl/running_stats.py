@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import equinox as eqx
 import jax.numpy as jnp
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float, Real, Shaped
 
 __all__ = ["RunningStats", "init", "update", "normalize"]
 
@@ -29,7 +29,7 @@ def init(shape: Sequence[int]) -> RunningStats:
     return RunningStats(jnp.zeros(shape), jnp.ones(shape), jnp.asarray(1e-4, jnp.float32))
 
 
-def update(stats: RunningStats, batch: Float[Array, "B ..."]) -> RunningStats:
+def update(stats: RunningStats, batch: Shaped[ArrayLike, "B ..."]) -> RunningStats:
     """Fold a batch (leading axis) into the statistics."""
     batch = batch.reshape(-1, *stats.mean.shape).astype(jnp.float32)
     n = jnp.asarray(batch.shape[0], jnp.float32)
@@ -41,7 +41,7 @@ def update(stats: RunningStats, batch: Float[Array, "B ..."]) -> RunningStats:
     return RunningStats(mean, m2 / total, total)
 
 
-def normalize(stats: RunningStats, obs: Array, clip: float = 10.0) -> Array:
+def normalize(stats: RunningStats, obs: ArrayLike, clip: Real[ArrayLike, ""] = 10.0) -> Array:
     """``clip((obs − mean) / sqrt(var + 1e-8), ±clip)``; any leading batch axes."""
     mean = jnp.broadcast_to(stats.mean, jnp.shape(obs))
     std = jnp.broadcast_to(jnp.sqrt(stats.var + 1e-8), jnp.shape(obs))

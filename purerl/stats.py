@@ -15,9 +15,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
+from jaxtyping import ArrayLike
 
 __all__ = [
     "mean",
@@ -29,20 +31,24 @@ __all__ = [
     "summarize",
 ]
 
-Statistic = Callable[..., np.ndarray]
+# What the functions take: anything ``np.asarray`` makes scores of (NumPy or JAX arrays,
+# nested lists, ...). What they return: an array, or a NumPy scalar where every axis was reduced.
+Scores = ArrayLike | Sequence[Any]
+Estimate = np.ndarray | np.floating
+Statistic = Callable[..., Estimate]
 
 
-def mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
+def mean(x: Scores, axis: int = -1) -> Estimate:
     """Arithmetic mean over ``axis`` (the seeds)."""
     return np.mean(np.asarray(x, np.float64), axis=axis)
 
 
-def median(x: np.ndarray, axis: int = -1) -> np.ndarray:
+def median(x: Scores, axis: int = -1) -> Estimate:
     """Median over ``axis`` (the seeds)."""
     return np.median(np.asarray(x, np.float64), axis=axis)
 
 
-def iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
+def iqm(x: Scores, axis: int = -1) -> Estimate:
     """Interquartile mean: the mean of the middle 50% of values along ``axis``.
 
     ``IQM = mean(sorted(x)[k : n - k])`` with ``k = floor(n / 4)`` — the 25%-trimmed mean of
@@ -67,13 +73,13 @@ def _stratified_resample(rng: np.random.Generator, x: np.ndarray, reps: int) -> 
 
 
 def bootstrap_ci(
-    x: np.ndarray,
+    x: Scores,
     statistic: Statistic = iqm,
     *,
     confidence: float = 0.95,
     reps: int = 2_000,
     key: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[Estimate, Estimate]:
     """Percentile stratified-bootstrap confidence interval of ``statistic`` over seeds.
 
     ``x`` has seeds on the last axis and any leading axes (tasks, configs, time). Each
@@ -105,7 +111,7 @@ def bootstrap_ci(
     return low, high
 
 
-def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
+def probability_of_improvement(x: Scores, y: Scores) -> float:
     """``P(X > Y)``: the chance a random seed of run X beats a random seed of run Y.
 
     ``P = (1 / (n·m)) Σ_i Σ_j ( [x_i > y_j] + ½ [x_i = y_j] )`` — the Mann–Whitney U
@@ -122,7 +128,7 @@ def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def probability_of_improvement_ci(
-    x: np.ndarray, y: np.ndarray, *, confidence: float = 0.95, reps: int = 2_000, key: int = 0
+    x: Scores, y: Scores, *, confidence: float = 0.95, reps: int = 2_000, key: int = 0
 ) -> tuple[float, float]:
     """Stratified-bootstrap interval of ``probability_of_improvement(x, y)`` (seeds of X and Y
     resampled independently)."""
@@ -137,7 +143,7 @@ def probability_of_improvement_ci(
     return float(low), float(high)
 
 
-def summarize(x: np.ndarray, *, confidence: float = 0.95, key: int = 0) -> dict[str, float]:
+def summarize(x: Scores, *, confidence: float = 0.95, key: int = 0) -> dict[str, float | int]:
     """Mean, median, IQM and the IQM's bootstrap interval of 1-D per-seed scores."""
     x = np.asarray(x, np.float64).reshape(-1)
     low, high = bootstrap_ci(x, iqm, confidence=confidence, key=key)

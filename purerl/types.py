@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import equinox as eqx
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
 __all__ = ["Array", "PRNGKeyArray", "Transition", "Timestep"]
 
@@ -24,11 +24,11 @@ class Transition(eqx.Module):
         >>> t = Transition(obs=o, action=a, reward=r, discount=1.0 - terminated, next_obs=o2)
     """
 
-    obs: Array
-    action: Array
-    reward: Float[Array, "..."]
-    discount: Float[Array, "..."]
-    next_obs: Array
+    obs: ArrayLike
+    action: ArrayLike
+    reward: Float[ArrayLike, "..."]
+    discount: Float[ArrayLike, "..."]
+    next_obs: ArrayLike
 
 
 class Timestep(eqx.Module):
@@ -45,14 +45,14 @@ class Timestep(eqx.Module):
     """
 
     obs: Array
-    reward: Float[Array, " n"]
-    terminated: Bool[Array, " n"]
-    truncated: Bool[Array, " n"]
+    reward: Float[Array, "*batch"]
+    terminated: Bool[Array, "*batch"]
+    truncated: Bool[Array, "*batch"]
     final_obs: Array
-    episode_return: Float[Array, " n"]
-    episode_length: Int[Array, " n"]
+    episode_return: Float[Array, "*batch"]
+    episode_length: Int[Array, "*batch"]
 
     @property
-    def done(self) -> Bool[Array, " n"]:
+    def done(self) -> Bool[Array, "*batch"]:
         """``terminated | truncated``: an episode ended at this step."""
         return self.terminated | self.truncated

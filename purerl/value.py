@@ -15,7 +15,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, Real
 
 from purerl.types import Transition
 
@@ -36,16 +36,16 @@ __all__ = [
 LossName = Literal["huber", "squared"]
 
 
-def _take(q: Float[Array, "... n"], a: Int[Array, "..."]) -> Float[Array, "..."]:
+def _take(q: Float[ArrayLike, "... n"], a: Int[ArrayLike, "..."]) -> Float[Array, "..."]:
     return jnp.take_along_axis(q, a[..., None].astype(jnp.int32), axis=-1)[..., 0]
 
 
 def q_learning_td_error(
-    q_tm1: Float[Array, "... n_actions"],
-    a_tm1: Int[Array, "..."],
-    r_t: Float[Array, "..."],
-    discount_t: Float[Array, "..."],
-    q_t: Float[Array, "... n_actions"],
+    q_tm1: Float[ArrayLike, "... n_actions"],
+    a_tm1: Int[ArrayLike, "..."],
+    r_t: Float[ArrayLike, "..."],
+    discount_t: Float[ArrayLike, "..."],
+    q_t: Float[ArrayLike, "... n_actions"],
 ) -> Float[Array, "..."]:
     """Q-learning TD error ``δ = r_t + discount_t · max_a q_t[a] − q_tm1[a_tm1]``.
 
@@ -59,12 +59,12 @@ def q_learning_td_error(
 
 
 def double_q_learning_td_error(
-    q_tm1: Float[Array, "... n_actions"],
-    a_tm1: Int[Array, "..."],
-    r_t: Float[Array, "..."],
-    discount_t: Float[Array, "..."],
-    q_t_value: Float[Array, "... n_actions"],
-    q_t_selector: Float[Array, "... n_actions"],
+    q_tm1: Float[ArrayLike, "... n_actions"],
+    a_tm1: Int[ArrayLike, "..."],
+    r_t: Float[ArrayLike, "..."],
+    discount_t: Float[ArrayLike, "..."],
+    q_t_value: Float[ArrayLike, "... n_actions"],
+    q_t_selector: Float[ArrayLike, "... n_actions"],
 ) -> Float[Array, "..."]:
     """Double Q-learning TD error: the online net picks, the target net evaluates.
 
@@ -77,12 +77,14 @@ def double_q_learning_td_error(
     return target - _take(q_tm1, a_tm1)
 
 
-def squared_loss(td_error: Float[Array, "..."]) -> Float[Array, "..."]:
+def squared_loss(td_error: Float[ArrayLike, "..."]) -> Float[Array, "..."]:
     """``½ δ²``, elementwise."""
     return 0.5 * jnp.square(td_error)
 
 
-def huber_loss(td_error: Float[Array, "..."], delta: float = 1.0) -> Float[Array, "..."]:
+def huber_loss(
+    td_error: Float[ArrayLike, "..."], delta: Real[ArrayLike, ""] = 1.0
+) -> Float[Array, "..."]:
     """Huber loss, elementwise: ``½ δ²`` for ``|δ| ≤ Δ``, else ``Δ·(|δ| − ½Δ)``.
 
     Its gradient is the TD error clipped to ``[−Δ, Δ]`` (Mnih et al., 2015).
@@ -101,11 +103,11 @@ def td_loss(
     target_net: eqx.Module,
     batch: Transition,
     *,
-    gamma: float | Float[Array, ""],
+    gamma: Real[ArrayLike, ""],
     double: bool = False,
     loss: LossName = "huber",
-    huber_delta: float = 1.0,
-    weights: Float[Array, " batch"] | None = None,
+    huber_delta: Real[ArrayLike, ""] = 1.0,
+    weights: Float[ArrayLike, " batch"] | None = None,
 ) -> tuple[Float[Array, ""], dict[str, Array]]:
     """Mean TD loss of a batch of transitions, and the TD errors.
 
@@ -140,11 +142,11 @@ def td_update(
     batch: Transition,
     *,
     optimizer: optax.GradientTransformation,
-    gamma: float | Float[Array, ""],
+    gamma: Real[ArrayLike, ""],
     double: bool = False,
     loss: LossName = "huber",
-    huber_delta: float = 1.0,
-    weights: Float[Array, " batch"] | None = None,
+    huber_delta: Real[ArrayLike, ""] = 1.0,
+    weights: Float[ArrayLike, " batch"] | None = None,
 ) -> tuple[eqx.Module, optax.OptState, dict[str, Any]]:
     """One gradient step of (double) DQN on a batch of transitions.
 
@@ -195,9 +197,7 @@ def td_update(
     return q_net, opt_state, info
 
 
-def polyak_update(
-    target: eqx.Module, online: eqx.Module, tau: float | Float[Array, ""]
-) -> eqx.Module:
+def polyak_update(target: eqx.Module, online: eqx.Module, tau: Real[ArrayLike, ""]) -> eqx.Module:
     """Soft target update ``θ⁻ ← (1 − τ)·θ⁻ + τ·θ`` (τ = 1 copies; τ = 0 keeps the target).
 
     Reference: Lillicrap et al. (2016), DDPG.
@@ -211,9 +211,9 @@ def polyak_update(
 def periodic_update(
     target: eqx.Module,
     online: eqx.Module,
-    step: int | Int[Array, ""],
+    step: Int[ArrayLike, ""],
     period: int,
-    tau: float | Float[Array, ""] = 1.0,
+    tau: Real[ArrayLike, ""] = 1.0,
 ) -> eqx.Module:
     """Every ``period`` steps (when ``step % period == 0``) apply ``polyak_update(..., tau)``.
 
@@ -235,13 +235,13 @@ def periodic_update(
 
 @jax.jit
 def tabular_update(
-    Q: Float[Array, "S A"],
-    s: Int[Array, "..."],
-    a: Int[Array, "..."],
-    target: Float[Array, "..."],
+    Q: Float[ArrayLike, "S A"],
+    s: Int[ArrayLike, "..."],
+    a: Int[ArrayLike, "..."],
+    target: Float[ArrayLike, "..."],
     *,
-    alpha: float | Float[Array, ""],
-    mask: Bool[Array, "..."] | None = None,
+    alpha: Real[ArrayLike, ""],
+    mask: Bool[ArrayLike, "..."] | Int[ArrayLike, "..."] | None = None,
 ) -> Float[Array, "S A"]:
     """Move ``Q[s, a]`` a step of size α toward ``target``: ``Q[s, a] += α (target − Q[s, a])``.
 
@@ -261,14 +261,14 @@ def tabular_update(
 
 @jax.jit
 def tabular_td_update(
-    Q: Float[Array, "S A"],
-    s: Int[Array, "..."],
-    a: Int[Array, "..."],
-    r: Float[Array, "..."],
-    discount: Float[Array, "..."],
-    s_next: Int[Array, "..."],
+    Q: Float[ArrayLike, "S A"],
+    s: Int[ArrayLike, "..."],
+    a: Int[ArrayLike, "..."],
+    r: Float[ArrayLike, "..."],
+    discount: Float[ArrayLike, "..."],
+    s_next: Int[ArrayLike, "..."],
     *,
-    alpha: float | Float[Array, ""],
+    alpha: Real[ArrayLike, ""],
 ) -> Float[Array, "S A"]:
     """Tabular Q-learning: ``Q[s, a] += α (r + discount · max_a' Q[s', a'] − Q[s, a])``.
 
@@ -300,15 +300,15 @@ def tabular_td_update(
 
 @jax.jit
 def tabular_sarsa_update(
-    Q: Float[Array, "S A"],
-    s: Int[Array, "..."],
-    a: Int[Array, "..."],
-    r: Float[Array, "..."],
-    discount: Float[Array, "..."],
-    s_next: Int[Array, "..."],
-    a_next: Int[Array, "..."],
+    Q: Float[ArrayLike, "S A"],
+    s: Int[ArrayLike, "..."],
+    a: Int[ArrayLike, "..."],
+    r: Float[ArrayLike, "..."],
+    discount: Float[ArrayLike, "..."],
+    s_next: Int[ArrayLike, "..."],
+    a_next: Int[ArrayLike, "..."],
     *,
-    alpha: float | Float[Array, ""],
+    alpha: Real[ArrayLike, ""],
 ) -> Float[Array, "S A"]:
     """Tabular SARSA: ``Q[s, a] += α (r + discount · Q[s', a'] − Q[s, a])``, where ``a'`` is
     the action the behaviour policy takes (or would take) in ``s'``: on-policy TD control.

@@ -88,4 +88,5 @@ def test_value_iteration_vmaps_over_gamma_and_jits():
     gammas = jnp.array([0.5, 0.9, 0.99])
     V, _ = jax.jit(jax.vmap(lambda g: value_iteration(P, R, terminal, gamma=g)))(gammas)
     for i, g in enumerate([0.5, 0.9, 0.99]):
-        np.testing.assert_allclose(V[i], value_iteration(P, R, terminal, gamma=g)[0], atol=1e-5)
+        # float32 values near 100 after ~1000 sweeps: compare relatively, a few ulps apart
+        np.testing.assert_allclose(V[i], value_iteration(P, R, terminal, gamma=g)[0], rtol=2e-6)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import equinox as eqx
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, PRNGKeyArray, Real
 
 from purerl.algorithms import actor_critic as ac
 from purerl.algorithms.common import QUICK_ROLLOUT
@@ -34,7 +34,7 @@ class Config(ac.PGConfig):
     num_steps: int = eqx.field(static=True, default=5)
     total_steps: int = eqx.field(static=True, default=200_000)
     eval_every: int = eqx.field(static=True, default=20_000)
-    learning_rate: float | Float[Array, ""] = 7e-4
+    learning_rate: Real[ArrayLike, ""] = 7e-4
 
 
 def init(key: PRNGKeyArray, config: Config, *, network: Any = None) -> State:

@@ -11,7 +11,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
 from purerl import running_stats
 from purerl.algorithms.common import check_shared_fields, iteration_schedule, require
@@ -55,12 +55,12 @@ class PGConfig(eqx.Module):
     normalize_observations: bool = eqx.field(static=True, default=False)
     eval_every: int = eqx.field(static=True, default=10_240)
     eval_envs: int = eqx.field(static=True, default=8)
-    learning_rate: float | Float[Array, ""] = 2.5e-4
-    gamma: float | Float[Array, ""] = 0.99
-    entropy_coef: float | Float[Array, ""] = 0.01
-    value_coef: float | Float[Array, ""] = 0.5
-    max_grad_norm: float | Float[Array, ""] = 0.5
-    log_std_init: float | Float[Array, ""] = 0.0
+    learning_rate: Real[ArrayLike, ""] = 2.5e-4
+    gamma: Real[ArrayLike, ""] = 0.99
+    entropy_coef: Real[ArrayLike, ""] = 0.01
+    value_coef: Real[ArrayLike, ""] = 0.5
+    max_grad_norm: Real[ArrayLike, ""] = 0.5
+    log_std_init: Real[ArrayLike, ""] = 0.0
 
     def __check_init__(self):
         check_pg_fields(self)
@@ -189,15 +189,15 @@ def greedy_policy(state: PGState) -> Policy:
     return Policy(_params(state), _mode_act)
 
 
-def values_of(network: ActorCritic, obs: Array) -> Float[Array, "T N"]:
+def values_of(network: eqx.Module, obs: Array) -> Float[Array, "T N"]:
     """``V(obs)`` over leading ``[T, N]`` axes."""
     flat = obs.reshape(-1, *obs.shape[2:])
     return jax.vmap(network)(flat)[1].reshape(obs.shape[:2])
 
 
 def apply_gradients(
-    network: ActorCritic, opt_state: Any, grads: Any, optimizer: optax.GradientTransformation
-) -> tuple[ActorCritic, Any]:
+    network: eqx.Module, opt_state: Any, grads: Any, optimizer: optax.GradientTransformation
+) -> tuple[eqx.Module, Any]:
     """One optimizer step on the network."""
     params = eqx.filter(network, eqx.is_inexact_array)
     updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -227,7 +227,7 @@ def collect_rollout(state: PGState) -> tuple[PGState, Rollout, dict[str, Array]]
 
 
 def finish_iteration(
-    state: PGState, network: ActorCritic, opt_state: Any, metrics: dict[str, Array]
+    state: PGState, network: eqx.Module, opt_state: Any, metrics: dict[str, Array]
 ) -> tuple[PGState, dict[str, Array]]:
     """Store the updated network, count the iteration, add ``env_steps`` to the metrics."""
     state = eqx.tree_at(

@@ -21,7 +21,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Int, PRNGKeyArray, Real
 
 from purerl import buffers, replay
 from purerl.algorithms import value_based as vb
@@ -91,17 +91,17 @@ class Config(eqx.Module):
     prioritized: bool = eqx.field(static=True, default=False)
     eval_every: int = eqx.field(static=True, default=10_000)
     eval_envs: int = eqx.field(static=True, default=8)
-    learning_rate: float | Float[Array, ""] = 5e-4
-    gamma: float | Float[Array, ""] = 0.99
-    tau: float | Float[Array, ""] = 0.02
-    epsilon_start: float | Float[Array, ""] = 1.0
-    epsilon_end: float | Float[Array, ""] = 0.05
-    exploration_fraction: float | Float[Array, ""] = 0.15
-    max_grad_norm: float | Float[Array, ""] = 10.0
+    learning_rate: Real[ArrayLike, ""] = 5e-4
+    gamma: Real[ArrayLike, ""] = 0.99
+    tau: Real[ArrayLike, ""] = 0.02
+    epsilon_start: Real[ArrayLike, ""] = 1.0
+    epsilon_end: Real[ArrayLike, ""] = 0.05
+    exploration_fraction: Real[ArrayLike, ""] = 0.15
+    max_grad_norm: Real[ArrayLike, ""] = 10.0
     # Schaul et al. (2016), proportional variant: α = 0.6, β₀ = 0.4
-    per_alpha: float | Float[Array, ""] = 0.6
-    per_beta_start: float | Float[Array, ""] = 0.4
-    per_eps: float | Float[Array, ""] = 1e-6
+    per_alpha: Real[ArrayLike, ""] = 0.6
+    per_beta_start: Real[ArrayLike, ""] = 0.4
+    per_eps: Real[ArrayLike, ""] = 1e-6
 
     def __check_init__(self):
         check_config(self)

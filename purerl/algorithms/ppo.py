@@ -19,7 +19,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, PRNGKeyArray, Real
 
 from purerl.algorithms import actor_critic as ac
 from purerl.algorithms.common import QUICK_ROLLOUT, require
@@ -43,9 +43,9 @@ class Config(ac.PGConfig):
     clip_value: bool = eqx.field(static=True, default=True)
     normalize_advantages: bool = eqx.field(static=True, default=True)
     eval_every: int = eqx.field(static=True, default=10_240)
-    learning_rate: float | Float[Array, ""] = 2.5e-4
-    lambda_: float | Float[Array, ""] = 0.95
-    clip_eps: float | Float[Array, ""] = 0.2
+    learning_rate: Real[ArrayLike, ""] = 2.5e-4
+    lambda_: Real[ArrayLike, ""] = 0.95
+    clip_eps: Real[ArrayLike, ""] = 0.2
 
     def __check_init__(self):
         check_config(self)

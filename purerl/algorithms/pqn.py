@@ -31,7 +31,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import optax
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
 from purerl.algorithms import value_based as vb
 from purerl.algorithms.common import QUICK_ROLLOUT, check_shared_fields, iteration_schedule, require
@@ -66,14 +66,14 @@ class Config(eqx.Module):
     anneal_lr: bool = eqx.field(static=True, default=True)
     eval_every: int = eqx.field(static=True, default=20_480)
     eval_envs: int = eqx.field(static=True, default=8)
-    learning_rate: float | Float[Array, ""] = 1e-4
-    gamma: float | Float[Array, ""] = 0.99
-    lambda_: float | Float[Array, ""] = 0.95
-    reward_scale: float | Float[Array, ""] = 0.1
-    epsilon_start: float | Float[Array, ""] = 1.0
-    epsilon_end: float | Float[Array, ""] = 0.2
-    exploration_fraction: float | Float[Array, ""] = 0.2
-    max_grad_norm: float | Float[Array, ""] = 10.0
+    learning_rate: Real[ArrayLike, ""] = 1e-4
+    gamma: Real[ArrayLike, ""] = 0.99
+    lambda_: Real[ArrayLike, ""] = 0.95
+    reward_scale: Real[ArrayLike, ""] = 0.1
+    epsilon_start: Real[ArrayLike, ""] = 1.0
+    epsilon_end: Real[ArrayLike, ""] = 0.2
+    exploration_fraction: Real[ArrayLike, ""] = 0.2
+    max_grad_norm: Real[ArrayLike, ""] = 10.0
 
     def __check_init__(self):
         check_config(self)

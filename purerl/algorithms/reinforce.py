@@ -20,7 +20,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, PRNGKeyArray, Real
 
 from purerl.algorithms import actor_critic as ac
 from purerl.algorithms.common import QUICK_ROLLOUT
@@ -42,8 +42,8 @@ class Config(ac.PGConfig):
     eval_every: int = eqx.field(static=True, default=50_000)
     baseline: bool = eqx.field(static=True, default=True)
     normalize_returns: bool = eqx.field(static=True, default=True)
-    learning_rate: float | Float[Array, ""] = 3e-3
-    max_grad_norm: float | Float[Array, ""] = 1.0
+    learning_rate: Real[ArrayLike, ""] = 3e-3
+    max_grad_norm: Real[ArrayLike, ""] = 1.0
 
 
 def init(key: PRNGKeyArray, config: Config, *, network: Any = None) -> State:

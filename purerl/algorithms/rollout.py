@@ -12,7 +12,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, Real
 
 from purerl.algorithms.common import finished_episode_stats
 from purerl.algorithms.core import Policy
@@ -28,23 +28,25 @@ class Rollout(eqx.Module):
     state before step 0 and ``final_carry`` after step ``T − 1`` (``None`` for feed-forward
     policies), so a recurrent loss can re-run its core over the rollout."""
 
-    obs: Array
-    action: Array
-    reward: Float[Array, "T N"]
-    terminated: Bool[Array, "T N"]
-    truncated: Bool[Array, "T N"]
-    next_obs: Array
+    # NumPy leaves too (e.g. ``jax.tree.map(np.asarray, rollout)``): ``done`` and ``discount``
+    # are then NumPy arrays
+    obs: ArrayLike
+    action: ArrayLike
+    reward: Float[ArrayLike, "T N"]
+    terminated: Bool[ArrayLike, "T N"]
+    truncated: Bool[ArrayLike, "T N"]
+    next_obs: ArrayLike
     extras: dict[str, Any]
-    first: Bool[Array, "T N"] | None = None
+    first: Bool[ArrayLike, "T N"] | None = None
     carry: Any = None
     final_carry: Any = None
 
     @property
-    def done(self) -> Bool[Array, "T N"]:
+    def done(self) -> Bool[ArrayLike, "T N"]:
         """An episode ended at this step (terminated or truncated)."""
         return self.terminated | self.truncated
 
-    def discount(self, gamma: float | Float[Array, ""]) -> Float[Array, "T N"]:
+    def discount(self, gamma: Real[ArrayLike, ""]) -> Float[ArrayLike, "T N"]:
         """``γ · (1 − terminated)``: truncation keeps the bootstrap, termination drops it."""
         return gamma * (1.0 - self.terminated.astype(jnp.float32))
 

@@ -39,7 +39,7 @@ from typing import Any
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
 from purerl.algorithms.common import finished_episode_stats, iteration_schedule, require
 from purerl.algorithms.core import Algorithm, Policy, register
@@ -80,13 +80,13 @@ class Config(eqx.Module):
     eval_every: int = eqx.field(static=True, default=5_000)
     eval_envs: int = eqx.field(static=True, default=8)
     decay_alpha: bool = eqx.field(static=True, default=False)
-    alpha: float | Float[Array, ""] = 0.1
-    alpha_end: float | Float[Array, ""] = 0.01
-    gamma: float | Float[Array, ""] = 0.99
-    epsilon_start: float | Float[Array, ""] = 1.0
-    epsilon_end: float | Float[Array, ""] = 0.1
-    exploration_fraction: float | Float[Array, ""] = 0.5
-    q_init: float | Float[Array, ""] = 0.0
+    alpha: Real[ArrayLike, ""] = 0.1
+    alpha_end: Real[ArrayLike, ""] = 0.01
+    gamma: Real[ArrayLike, ""] = 0.99
+    epsilon_start: Real[ArrayLike, ""] = 1.0
+    epsilon_end: Real[ArrayLike, ""] = 0.1
+    exploration_fraction: Real[ArrayLike, ""] = 0.5
+    q_init: Real[ArrayLike, ""] = 0.0
 
     def __check_init__(self):
         check_config(self)

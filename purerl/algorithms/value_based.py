@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import equinox as eqx
 import jax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
@@ -54,7 +55,7 @@ def make_q_network(
     *,
     dueling: bool = False,
     layer_norm: bool = False,
-) -> QNetwork:
+) -> eqx.Module:
     """The Q-network for ``env`` (one observation → Q-values ``[num_actions]``): the user's
     ``network`` (module or factory, see ``core.build_network``) or the default, whose torso
     ``c.network`` picks (``"auto"``: MLP for flat observations, MinAtar CNN for small images,

@@ -18,7 +18,7 @@ import equinox as eqx
 import gymnax
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
 from purerl.envs import gridworld, inventory, probes
 from purerl.envs.discrete import tabular_states
@@ -166,7 +166,7 @@ class VecEnv(eqx.Module):
         return VecEnvState(env_state, obs, zeros, jnp.zeros((self.num_envs,), jnp.int32))
 
     def step(
-        self, key: PRNGKeyArray, state: VecEnvState, action: Array
+        self, key: PRNGKeyArray, state: VecEnvState, action: ArrayLike
     ) -> tuple[VecEnvState, Timestep]:
         """Step every copy; finished copies reset, their last observation kept in ``final_obs``.
 

@@ -28,23 +28,23 @@ from typing import Any
 
 import jax.numpy as jnp
 from gymnax.environments import spaces
-from jaxtyping import Array, Int
+from jaxtyping import Array, ArrayLike, Int
 
 __all__ = ["tabular_states"]
 
-StateIndex = Callable[[Array], Int[Array, ""]]
+StateIndex = Callable[[ArrayLike], Int[Array, ""]]
 
 
-def _flat_argmax(obs: Array) -> Int[Array, ""]:
+def _flat_argmax(obs: ArrayLike) -> Int[Array, ""]:
     return jnp.argmax(jnp.reshape(obs, (-1,))).astype(jnp.int32)
 
 
-def _four_rooms_index(obs: Array) -> Int[Array, ""]:
+def _four_rooms_index(obs: ArrayLike) -> Int[Array, ""]:
     y, x, gy, gx = (jnp.asarray(obs[i], jnp.int32) for i in range(4))
     return 13 * y + x + 169 * (13 * gy + gx)
 
 
-def _int_obs(obs: Array) -> Int[Array, ""]:
+def _int_obs(obs: ArrayLike) -> Int[Array, ""]:
     return jnp.reshape(jnp.asarray(obs, jnp.int32), ())
 
 

@@ -28,14 +28,14 @@ read directly; ``RobotInRoom.state_index(obs)`` turns it back into ``s`` for a Q
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, no_type_check
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, ArrayLike, Bool, Float, Int, Real
 
 __all__ = ["RobotInRoom", "RoomParams", "RoomState", "cell_index", "ENVS"]
 
@@ -78,21 +78,26 @@ _TERMINAL = np.zeros(NUM_STATES, bool)
 _TERMINAL[[GOAL, PIT]] = True
 
 
+# A gymnax state/params record is a pytree that JAX and Equinox rebuild through ``__init__``
+# with traced, batched or placeholder leaves (``eqx.tree_at``): its fields are documented as
+# (possibly traced or batched) numbers but not checked at runtime (``no_type_check``).
+@no_type_check
 @struct.dataclass
 class RoomState(environment.EnvState):
     """The robot's cell ``s`` and the steps taken in this episode."""
 
     cell: jax.Array
-    time: int
+    time: Int[ArrayLike, "..."]
 
 
+@no_type_check
 @struct.dataclass
 class RoomParams(environment.EnvParams):
     """Reward per step, probability of moving as intended, time limit (all vmappable)."""
 
-    step_reward: float = -0.04
-    intended_prob: float = 0.8
-    max_steps_in_episode: int = 100
+    step_reward: Real[ArrayLike, "..."] = -0.04
+    intended_prob: Real[ArrayLike, "..."] = 0.8
+    max_steps_in_episode: Int[ArrayLike, "..."] = 100
 
 
 class RobotInRoom(environment.Environment[RoomState, RoomParams]):
@@ -107,8 +112,8 @@ class RobotInRoom(environment.Environment[RoomState, RoomParams]):
 
     def __init__(
         self,
-        step_reward: float = -0.04,
-        intended_prob: float = 0.8,
+        step_reward: float | int = -0.04,
+        intended_prob: float | int = 0.8,
         max_steps_in_episode: int = 100,
     ):
         if not 0.0 <= intended_prob <= 1.0:
@@ -126,7 +131,7 @@ class RobotInRoom(environment.Environment[RoomState, RoomParams]):
         return self._defaults
 
     @staticmethod
-    def direction_probs(action: Int[Array, ""], intended_prob: Any) -> Float[Array, " 4"]:
+    def direction_probs(action: Int[ArrayLike, ""], intended_prob: Any) -> Float[Array, " 4"]:
         """Probability of actually moving in each of the 4 directions when taking ``action``."""
         side = (1.0 - intended_prob) / 2.0
         directions = jnp.arange(NUM_ACTIONS)
@@ -153,7 +158,7 @@ class RobotInRoom(environment.Environment[RoomState, RoomParams]):
         return jax.nn.one_hot(state.cell, NUM_STATES, dtype=jnp.float32)
 
     @staticmethod
-    def state_index(obs: Float[Array, " 12"]) -> Int[Array, ""]:
+    def state_index(obs: Float[ArrayLike, " 12"]) -> Int[Array, ""]:
         """Cell number ``s`` of a one-hot observation (the row of a Q-table)."""
         return jnp.argmax(obs, axis=-1).astype(jnp.int32)
 
@@ -198,7 +203,7 @@ class RobotInRoom(environment.Environment[RoomState, RoomParams]):
         return spaces.Dict({"cell": spaces.Discrete(NUM_STATES), "time": spaces.Discrete(10**6)})
 
     @staticmethod
-    def as_grid(values: Array) -> np.ndarray:
+    def as_grid(values: ArrayLike) -> np.ndarray:
         """``[S]`` per-cell values as a ``[3, 4]`` NumPy array laid out like the picture (top
         row y = 3), NaN at the wall: ready for ``plt.imshow``."""
         grid = np.asarray(values, np.float64).reshape(HEIGHT, WIDTH).copy()
@@ -206,7 +211,7 @@ class RobotInRoom(environment.Environment[RoomState, RoomParams]):
         return grid[::-1]
 
     @staticmethod
-    def policy_string(actions: Array) -> str:
+    def policy_string(actions: ArrayLike) -> str:
         """A ``[S]`` array of actions drawn as arrows (``#`` wall, ``+``/``−`` exits)."""
         actions = np.asarray(actions)
         rows = []

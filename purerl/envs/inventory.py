@@ -28,48 +28,53 @@ A classical good policy is the reorder-point ``(s, S)`` rule: when the inventory
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, no_type_check
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, ArrayLike, Float, Int, Real
 
 __all__ = ["Inventory", "InventoryParams", "InventoryState", "inventory_transition", "ENVS"]
 
 
+# A gymnax state/params record is a pytree that JAX and Equinox rebuild through ``__init__``
+# with traced, batched or placeholder leaves (``eqx.tree_at``): its fields are documented as
+# (possibly traced or batched) numbers but not checked at runtime (``no_type_check``).
+@no_type_check
 @struct.dataclass
 class InventoryState(environment.EnvState):
     """Units on hand, units in the pipeline (``pipeline[k]`` arrives in ``k`` periods), time."""
 
     stock: jax.Array
     pipeline: jax.Array
-    time: int
+    time: Int[ArrayLike, "..."]
 
 
+@no_type_check
 @struct.dataclass
 class InventoryParams(environment.EnvParams):
     """Economics, demand, capacity, lead time and horizon (all vmappable)."""
 
-    capacity: int = 20
-    lead_time: int = 2
-    demand_mean: float = 3.0
-    price: float = 2.0
-    unit_cost: float = 1.0
-    fixed_cost: float = 2.0
-    holding_cost: float = 0.1
-    lost_sale_cost: float = 1.0
-    initial_stock: int = 10
-    max_steps_in_episode: int = 50
+    capacity: Int[ArrayLike, "..."] = 20
+    lead_time: Int[ArrayLike, "..."] = 2
+    demand_mean: Real[ArrayLike, "..."] = 3.0
+    price: Real[ArrayLike, "..."] = 2.0
+    unit_cost: Real[ArrayLike, "..."] = 1.0
+    fixed_cost: Real[ArrayLike, "..."] = 2.0
+    holding_cost: Real[ArrayLike, "..."] = 0.1
+    lost_sale_cost: Real[ArrayLike, "..."] = 1.0
+    initial_stock: Int[ArrayLike, "..."] = 10
+    max_steps_in_episode: Int[ArrayLike, "..."] = 50
 
 
 def inventory_transition(
     state: InventoryState,
-    order: Int[Array, ""],
-    demand: Int[Array, ""],
+    order: Int[ArrayLike, ""],
+    demand: Int[ArrayLike, ""],
     params: InventoryParams,
-) -> tuple[InventoryState, Float[Array, ""], dict[str, Array]]:
+) -> tuple[InventoryState, Float[Array, ""], dict[str, ArrayLike]]:
     """One period given the order size and the demand (steps 1–5 of the module docstring).
 
     Returns:

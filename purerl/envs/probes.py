@@ -19,25 +19,31 @@ The last one only comes out right if time-limit truncation bootstraps; an agent 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, no_type_check
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
+from jaxtyping import ArrayLike, Int
 
 __all__ = ["PROBES"]
 
 
+# A gymnax state/params record is a pytree that JAX and Equinox rebuild through ``__init__``
+# with traced, batched or placeholder leaves (``eqx.tree_at``): its fields are documented as
+# (possibly traced or batched) numbers but not checked at runtime (``no_type_check``).
+@no_type_check
 @struct.dataclass
 class ProbeState(environment.EnvState):
     sign: jax.Array
-    time: int
+    time: Int[ArrayLike, "..."]
 
 
+@no_type_check
 @struct.dataclass
 class ProbeParams(environment.EnvParams):
-    max_steps_in_episode: int = 100
+    max_steps_in_episode: Int[ArrayLike, "..."] = 100
 
 
 class _Probe(environment.Environment[ProbeState, ProbeParams]):

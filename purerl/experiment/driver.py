@@ -110,7 +110,7 @@ class RunSettings:
 
     seeds: int = 1
     seed_offset: int = 0
-    sweep: dict[str, Sequence[float]] | None = None
+    sweep: dict[str, Sequence[Any]] | None = None
     out: str | Path | None = None
     overwrite: bool = False
     resume: bool = False
@@ -128,7 +128,7 @@ def run(
     seeds: int = 1,
     steps: int | None = None,
     overrides: dict[str, Any] | None = None,
-    sweep: dict[str, Sequence[float]] | None = None,
+    sweep: dict[str, Sequence[Any]] | None = None,
     config: Any = None,
     seed_offset: int = 0,
     out: str | Path | None = None,
@@ -236,7 +236,7 @@ def resume(
     seeds: int | None = None,
     seed_offset: int | None = None,
     overrides: dict[str, Any] | None = None,
-    sweep: dict[str, Sequence[float]] | None = None,
+    sweep: dict[str, Sequence[Any]] | None = None,
     progress: bool = True,
     devices: Any = None,
     checkpoint_every: int = 1,

@@ -83,7 +83,7 @@ def sweepable_fields(config: Any) -> list[str]:
 
 
 def make_grid(
-    config: Any, sweep: dict[str, Sequence[float]] | None
+    config: Any, sweep: dict[str, Sequence[Any]] | None
 ) -> tuple[list[dict[str, float]], list[Any]]:
     """The Cartesian grid of ``sweep`` over ``config``: ``(points, configs)``.
 
