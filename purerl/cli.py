@@ -132,8 +132,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _force_host_devices(devices: str | None) -> None:
-    """On a CPU, JAX shows one device unless told before it starts; harmless on a GPU."""
+def _force_host_devices(devices: str | None, argv: Sequence[str] | None) -> None:
+    """On a CPU, JAX shows one device unless told before it starts; harmless on a GPU.
+
+    JAX has started by now (importing gymnax creates arrays), so when the flag is missing the
+    command restarts itself once with it set (only from the command line: ``argv is None``;
+    a ``main([...])`` call from Python gets the ``devices`` error of ``purerl.run`` instead).
+    """
     if devices is None or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return
     if devices != "all" and not devices.isdigit():
@@ -141,6 +146,10 @@ def _force_host_devices(devices: str | None) -> None:
     n = (os.cpu_count() or 1) if devices == "all" else int(devices)
     flag = f"--xla_force_host_platform_device_count={n}"
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
+    if argv is None and n > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "purerl.cli", *sys.argv[1:]])
 
 
 def _print_summary(result) -> None:
@@ -253,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("\n".join(registered()))
             return 0
         if args.command == "train":
-            _force_host_devices(args.devices)
+            _force_host_devices(args.devices, argv)
             return _train(args)
         if args.command == "plot":
             from purerl.plotting import plot_runs

@@ -506,3 +506,25 @@ def test_wandb_sink_logs_between_chunks_through_the_wandb_api(monkeypatch):
     logs = [c[1] for c in calls if c[0] == "log"]
     assert len(logs) == 2 * 2  # 2 chunks × 2 configs
     assert "gamma=0.9/eval_return/iqm" in logs[0] and "env_steps" in logs[0]
+
+
+def test_cli_devices_on_a_cpu_needs_no_xla_flags(tmp_path):
+    """`purerl train --devices 2` on a CPU shards over 2 host devices without the user setting
+    XLA_FLAGS (JAX has started by the time the flag is parsed: the command restarts itself)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    args = ["train", "reinforce", "--env", "ObsActionReward-probe", "--steps", "128"]
+    args += ["--set", "num_envs=2", "--set", "num_steps=8", "--set", "eval_every=64"]
+    args += ["--seeds", "2", "--devices", "2", "--no-progress", "--out", str(tmp_path / "r")]
+    done = subprocess.run(
+        [sys.executable, "-m", "purerl.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["num_devices"] == 2
