@@ -528,3 +528,13 @@ def test_cli_devices_on_a_cpu_needs_no_xla_flags(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "r" / "config.json").read_text())["num_devices"] == 2
+
+
+def test_a_misspelt_env_id_is_reported_before_the_step_budget(capsys):
+    """A typo in --env is the error the user sees first (with the close id), even when the
+    step budget is wrong too."""
+    code = main(["train", "dqn", "--env", "CartPol-v1", "--steps", "1000", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "env: unknown environment id 'CartPol-v1'" in err and "'CartPole-v1'" in err
+    assert "total_steps" not in err

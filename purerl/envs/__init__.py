@@ -29,6 +29,7 @@ from purerl.types import Timestep, Transition
 
 __all__ = [
     "make",
+    "check_env_id",
     "registered",
     "VecEnv",
     "VecEnvState",
@@ -47,21 +48,25 @@ def registered() -> list[str]:
     return sorted({*gymnax.registered_envs, *_PURERL_ENVS})
 
 
+def check_env_id(env_id: str) -> None:
+    """Raise ``ValueError`` for an unknown environment id, naming the closest known ids."""
+    if env_id in _PURERL_ENVS or env_id in gymnax.registered_envs:
+        return
+    close = difflib.get_close_matches(str(env_id), registered(), n=3, cutoff=0.4)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise ValueError(f"env: unknown environment id {env_id!r}.{hint} See purerl.envs.registered().")
+
+
 def make(env_id: str, **env_kwargs: Any) -> tuple[Any, Any]:
     """Build an environment by id: ``(env, env_params)``.
 
     Raises:
         ValueError: for an unknown id, naming the closest known ids.
     """
+    check_env_id(env_id)
     if env_id in _PURERL_ENVS:
         env = _PURERL_ENVS[env_id](**env_kwargs)
         return env, env.default_params
-    if env_id not in gymnax.registered_envs:
-        close = difflib.get_close_matches(env_id, registered(), n=3, cutoff=0.4)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(
-            f"env: unknown environment id {env_id!r}.{hint} See purerl.envs.registered()."
-        )
     # Some constructors compute with jnp in Python control flow (FourRooms-misc): run them
     # eagerly even when ``make`` is called inside a trace (an algorithm's jitted ``init``).
     with jax.ensure_compile_time_eval():

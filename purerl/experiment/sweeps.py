@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from purerl.algorithms import core
+from purerl.envs import check_env_id
 
 __all__ = ["config_to_dict", "make_config", "make_grid", "sweepable_fields"]
 
@@ -63,6 +64,8 @@ def make_config(
 
 
 def _with_changes(config: Any, algorithm: str, env=None, steps=None, overrides=None) -> Any:
+    if env is not None:
+        check_env_id(env)  # a misspelt env id is the first thing to hear about
     fields = {f.name: f for f in dataclasses.fields(config)}
     values: dict[str, Any] = {}
     for name, text in (overrides or {}).items():
