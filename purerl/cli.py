@@ -58,7 +58,11 @@ def _add_train(sub) -> None:
     )
     train.add_argument("--seed-offset", type=int, default=None, help="first seed (default 0)")
     train.add_argument(
-        "--steps", type=int, default=None, help="env steps per run (default: the config's)"
+        "--steps",
+        type=int,
+        default=None,
+        help="env steps per run, any positive number: rounded up to whole iterations "
+        "(default: the config's)",
     )
     train.add_argument("--out", default=None, help="results folder (default runs/ALGO_ENV_TIME)")
     train.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")

@@ -17,7 +17,7 @@ from jaxtyping import Array, Float
 
 import purerl
 from purerl.algorithms import core
-from purerl.algorithms.common import finished_episode_stats, iteration_schedule, require
+from purerl.algorithms.common import finished_episode_stats, require
 from purerl.envs import VecEnv
 
 # ------------------------------------------------------------------ a toy algorithm
@@ -35,7 +35,8 @@ class ToyConfig(eqx.Module):
 
     def __check_init__(self):
         require(self.learning_rate > 0, "learning_rate", f"must be > 0, got {self.learning_rate}")
-        iteration_schedule(self.total_steps, self.num_envs, self.eval_every)
+        for name in ("total_steps", "eval_every"):  # dividing them is the contract's job
+            require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
 
 
 class ToyState(eqx.Module):
@@ -185,6 +186,36 @@ def test_evaluation_does_not_change_training(name):
             np.testing.assert_array_equal(v, on[k], err_msg=k)
         for a, b in zip(_arrays(state.key), _arrays(s_on.key), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_any_positive_budget_is_fitted_to_whole_iterations(name):
+    """``fit_budget`` turns any positive ``total_steps`` / ``eval_every`` into whole iterations
+    in equal periods, never fewer steps than asked and less than one period more; a budget that
+    already divides is kept; ``make_train`` on an unfitted one names the field."""
+    algo = core.get(name)
+    config = algo.quick_config()
+    assert core.fit_budget(algo, config) is config
+    size = algo.iteration_steps(config)
+    for total, every in ((config.total_steps + 1, config.eval_every + 1), (1, 10**9), (7, 3)):
+        odd = dataclasses.replace(config, total_steps=total, eval_every=every)
+        fitted = core.fit_budget(algo, odd)
+        periods, per_period = algo.schedule(fitted)  # divides: no ValueError
+        assert periods * per_period * size == fitted.total_steps
+        assert total <= fitted.total_steps < total + fitted.eval_every
+        assert fitted.eval_every % size == 0
+    with pytest.raises(ValueError, match="^(total_steps|eval_every):"):
+        algo.make_train(dataclasses.replace(config, total_steps=config.total_steps + 1))
+
+
+def test_run_takes_a_budget_as_typed_and_says_what_it_runs(capsys):
+    config = core.get("reinforce").quick_config()
+    asked = config.total_steps + 100
+    result = purerl.run("reinforce", config.env_id, steps=asked, progress=False)
+    err = capsys.readouterr().err
+    assert f"for total_steps={asked:,}" in err
+    assert result.config.total_steps >= asked
+    assert int(result.metrics["eval_env_steps"][0, 0, -1]) == result.config.total_steps
 
 
 def test_evaluation_key_depends_on_env_steps_not_cadence():

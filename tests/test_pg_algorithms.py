@@ -71,7 +71,6 @@ def test_default_config_is_valid(name):
         (dict(learning_rate=0.0), "learning_rate"),
         (dict(entropy_coef=-0.1), "entropy_coef"),
         (dict(action_space="box"), "action_space"),
-        (dict(eval_every=1_000), "eval_every"),
     ],
 )
 def test_bad_config_raises_naming_the_field(name, change, field):

@@ -14,7 +14,7 @@ import optax
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
 from purerl import running_stats
-from purerl.algorithms.common import check_shared_fields, iteration_schedule, require
+from purerl.algorithms.common import check_shared_fields, require
 from purerl.algorithms.core import Algorithm, Policy, build_network, register
 from purerl.algorithms.rollout import Rollout, collect
 from purerl.envs import VecEnv, VecEnvState
@@ -76,7 +76,6 @@ def check_pg_fields(c: PGConfig) -> None:
     )
     require(c.entropy_coef >= 0, "entropy_coef", f"must be >= 0, got {c.entropy_coef}")
     require(c.value_coef >= 0, "value_coef", f"must be >= 0, got {c.value_coef}")
-    iteration_schedule(c.total_steps, iteration_steps(c), c.eval_every)
 
 
 def iteration_steps(c: PGConfig) -> int:

@@ -92,7 +92,8 @@ def iteration_schedule(
         total_steps % eval_every == 0,
         "total_steps",
         f"must be a multiple of eval_every={eval_every}, got {total_steps} "
-        f"(try {max(1, round(total_steps / eval_every)) * eval_every})",
+        f"(try {max(1, round(total_steps / eval_every)) * eval_every}; purerl.run and "
+        "purerl train round it for you)",
     )
     return total_steps // eval_every, eval_every // steps_per_iteration
 

@@ -36,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -232,11 +233,31 @@ def schedule(algorithm: Algorithm, config: Any) -> tuple[int, int]:
     ``eval_every`` env steps, each ``iterations_per_period`` calls of ``step``.
 
     Raises:
-        ValueError: ``total_steps`` / ``eval_every`` do not divide into whole iterations.
+        ValueError: ``total_steps`` / ``eval_every`` do not divide into whole iterations
+            (``fit_budget`` rounds them; ``purerl.run`` and ``purerl train`` do it for you).
     """
     return iteration_schedule(
         config.total_steps, algorithm.iteration_steps(config), config.eval_every
     )
+
+
+def fit_budget(algorithm: Algorithm, config: Any) -> Any:
+    """``config`` with ``total_steps`` rounded up to whole iterations and ``eval_every`` to the
+    nearest whole number of iterations, so that the run is equal evaluation periods and the last
+    evaluation lands at its end (``purerl.run`` / ``purerl train`` call it: any positive budget
+    works). Returned unchanged when it already divides.
+
+    The run is ``ceil(total_steps / I)`` iterations of ``I = iteration_steps`` env steps, rounded
+    up to a whole number of periods: at most one period minus one iteration more than asked.
+    """
+    size = algorithm.iteration_steps(config)
+    iterations = -(-config.total_steps // size)
+    per_period = min(max(1, round(config.eval_every / size)), iterations)
+    periods = -(-iterations // per_period)
+    total, every = periods * per_period * size, per_period * size
+    if (total, every) == (config.total_steps, config.eval_every):
+        return config
+    return dataclasses.replace(config, total_steps=total, eval_every=every)
 
 
 def check(algorithm: Algorithm, config: Any) -> None:

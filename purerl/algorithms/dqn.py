@@ -28,7 +28,6 @@ from purerl.algorithms import value_based as vb
 from purerl.algorithms.common import (
     check_shared_fields,
     finished_episode_stats,
-    iteration_schedule,
     require,
 )
 from purerl.algorithms.core import Algorithm, register
@@ -141,7 +140,6 @@ def check_config(c: Config) -> None:
     require(c.loss in ("huber", "squared"), "loss", f"must be 'huber' or 'squared', got {c.loss!r}")
     require((c.tau > 0) & (c.tau <= 1), "tau", f"must be in (0, 1], got {c.tau}")
     _check_extensions(c)
-    iteration_schedule(c.total_steps, c.num_envs, c.eval_every)
 
 
 def _check_extensions(c: Config) -> None:

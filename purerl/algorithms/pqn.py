@@ -34,7 +34,7 @@ import optax
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
 from purerl.algorithms import value_based as vb
-from purerl.algorithms.common import QUICK_ROLLOUT, check_shared_fields, iteration_schedule, require
+from purerl.algorithms.common import QUICK_ROLLOUT, check_shared_fields, require
 from purerl.algorithms.core import Algorithm, register
 from purerl.algorithms.rollout import Rollout, collect, flatten_steps, minibatch_epochs
 from purerl.envs import VecEnv, VecEnvState
@@ -92,7 +92,6 @@ def check_config(c: Config) -> None:
     )
     require((c.lambda_ >= 0) & (c.lambda_ <= 1), "lambda_", f"must be in [0, 1], got {c.lambda_}")
     require(c.reward_scale > 0, "reward_scale", f"must be > 0, got {c.reward_scale}")
-    iteration_schedule(c.total_steps, iteration_steps(c), c.eval_every)
 
 
 def iteration_steps(c: Config) -> int:

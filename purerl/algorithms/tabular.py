@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
-from purerl.algorithms.common import finished_episode_stats, iteration_schedule, require
+from purerl.algorithms.common import finished_episode_stats, require
 from purerl.algorithms.core import Algorithm, Policy, register
 from purerl.envs import VecEnv, VecEnvState, tabular_states
 from purerl.policies import greedy, linear_schedule
@@ -104,7 +104,6 @@ def check_config(c: Config) -> None:
     for name in ("epsilon_start", "epsilon_end", "exploration_fraction"):
         v = getattr(c, name)
         require((v >= 0) & (v <= 1), name, f"must be in [0, 1], got {v}")
-    iteration_schedule(c.total_steps, c.num_envs, c.eval_every)
 
 
 class Episodes(eqx.Module):

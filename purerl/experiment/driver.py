@@ -203,6 +203,7 @@ def execute(module: core.Algorithm, config: Any, settings: RunSettings) -> Resul
         raise ValueError(f"seeds: must be >= 1, got {settings.seeds}")
     if int(settings.checkpoint_every) < 0:
         raise ValueError(f"checkpoint_every: must be >= 0, got {settings.checkpoint_every}")
+    config = _fit_budget(module, config)
     points, configs = make_grid(config, settings.sweep)
     for c in configs:
         core.check(module, c)  # every check, before any compile
@@ -225,6 +226,23 @@ def execute(module: core.Algorithm, config: Any, settings: RunSettings) -> Resul
     for sink in settings.sinks:
         sink.close()
     return result
+
+
+def _fit_budget(module: core.Algorithm, config: Any) -> Any:
+    """Any positive budget runs: round it to whole iterations and say so in one line."""
+    if not isinstance(config, module.Config):
+        return config  # core.check names the problem
+    fitted = core.fit_budget(module, config)
+    if fitted is not config:
+        periods = fitted.total_steps // fitted.eval_every
+        print(
+            f"purerl: {module.name} runs whole iterations of {module.iteration_steps(config):,} "
+            f"env steps: {fitted.total_steps:,} env steps, evaluated every "
+            f"{fitted.eval_every:,} ({periods} evaluation{'s' * (periods != 1)}), for total_steps="
+            f"{config.total_steps:,}, eval_every={config.eval_every:,}",
+            file=sys.stderr,
+        )
+    return fitted
 
 
 def resume(
