@@ -32,7 +32,6 @@ def test_registered():
         (dict(gamma=0.0), "gamma"),
         (dict(epsilon_end=2.0), "epsilon_end"),
         (dict(network="vit"), "network"),
-        (dict(eval_every=1_000), "eval_every"),
     ],
 )
 def test_bad_config_raises_naming_the_field(change, field):
