@@ -530,11 +530,14 @@ def test_cli_devices_on_a_cpu_needs_no_xla_flags(tmp_path):
     assert json.loads((tmp_path / "r" / "config.json").read_text())["num_devices"] == 2
 
 
-def test_a_misspelt_env_id_is_reported_before_the_step_budget(capsys):
-    """A typo in --env is the error the user sees first (with the close id), even when the
-    step budget is wrong too."""
-    code = main(["train", "dqn", "--env", "CartPol-v1", "--steps", "1000", "--no-progress"])
+def test_a_misspelt_env_id_is_reported_before_other_bad_fields(capsys):
+    """A typo in --env is the error the user sees first (with the close id), even when another
+    field is wrong too (checked when the config is built, after the env id)."""
+    args = ["train", "dqn", "--env", "CartPol-v1", "--set", "gamma=2.0", "--no-progress"]
+    code = main(args)
     err = capsys.readouterr().err
     assert code == 2
     assert "env: unknown environment id 'CartPol-v1'" in err and "'CartPole-v1'" in err
-    assert "total_steps" not in err
+    assert "gamma" not in err
+    assert main(["train", "dqn", "--set", "gamma=2.0", "--no-progress"]) == 2  # gamma is bad
+    assert "gamma:" in capsys.readouterr().err

@@ -86,14 +86,13 @@ def iteration_schedule(
         eval_every % steps_per_iteration == 0,
         "eval_every",
         f"must be a multiple of the env steps per iteration ({steps_per_iteration}), "
-        f"got {eval_every}",
+        f"got {eval_every} (core.fit_budget rounds it)",
     )
     require(
         total_steps % eval_every == 0,
         "total_steps",
         f"must be a multiple of eval_every={eval_every}, got {total_steps} "
-        f"(try {max(1, round(total_steps / eval_every)) * eval_every}; purerl.run and "
-        "purerl train round it for you)",
+        "(core.fit_budget rounds it; purerl.run and purerl train do it for you)",
     )
     return total_steps // eval_every, eval_every // steps_per_iteration
 

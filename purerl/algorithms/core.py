@@ -250,6 +250,8 @@ def fit_budget(algorithm: Algorithm, config: Any) -> Any:
     The run is ``ceil(total_steps / I)`` iterations of ``I = iteration_steps`` env steps, rounded
     up to a whole number of periods: at most one period minus one iteration more than asked.
     """
+    if config.total_steps <= 0 or config.eval_every <= 0:
+        return config  # nothing to round: ``check`` names the field
     size = algorithm.iteration_steps(config)
     iterations = -(-config.total_steps // size)
     per_period = min(max(1, round(config.eval_every / size)), iterations)
