@@ -18,13 +18,15 @@ import json
 import os
 import re
 import threading
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
-__all__ = ["save", "load", "fingerprint", "to_host", "AsyncSaver"]
+__all__ = ["save", "load", "verify", "fingerprint", "to_host", "AsyncSaver"]
 
 _STATE = "state/"
 _EXTRA = "extra/"
@@ -117,23 +119,83 @@ def load(
         ``(state, extra, meta)``.
 
     Raises:
-        ValueError: if the checkpoint was written for a different structure (another algorithm,
-            config sizes or number of seeds).
+        ValueError: naming the file, if it cannot be read (truncated, corrupted, not a
+            checkpoint) or was written for a different structure (another algorithm, config
+            sizes or number of seeds). The file is never changed.
     """
-    with np.load(Path(path), allow_pickle=False) as data:
-        meta = json.loads(str(data[_META]))
-        if meta.get("fingerprint") != fingerprint(like):
-            raise ValueError(
-                f"resume: checkpoint {path} holds a different training state (algorithm, "
-                "network/buffer sizes or number of seeds changed)"
-            )
-        names = sorted(k for k in data.files if k.startswith(_STATE))
-        arrays = [data[k] for k in names]
-        extra = {k[len(_EXTRA) :]: data[k] for k in data.files if k.startswith(_EXTRA)}
+    path = Path(path)
+    meta, arrays, extra = _read(path)
+    if meta.get("fingerprint") != fingerprint(like):
+        raise ValueError(
+            f"resume: checkpoint {path} holds a different training state (algorithm, "
+            "network/buffer sizes or number of seeds changed)"
+        )
     del meta["fingerprint"]
     template, treedef = jax.tree.flatten(like)
+    _check_leaves(path, arrays, template)
     leaves = [_from_host(a, t, sharding) for a, t in zip(arrays, template, strict=True)]
     return jax.tree.unflatten(treedef, leaves), extra, meta
+
+
+def verify(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read the whole checkpoint at ``path`` (every array, so every CRC is checked) without
+    building a state — cheap next to a compile, so a damaged file is reported before one.
+
+    Returns:
+        ``(meta, extra)`` as ``load`` returns them.
+
+    Raises:
+        ValueError: naming the file, if it is truncated, corrupted or not a checkpoint.
+    """
+    meta, _, extra = _read(Path(path))
+    return {k: v for k, v in meta.items() if k != "fingerprint"}, extra
+
+
+def _damaged(path: Path, what: str) -> ValueError:
+    return ValueError(
+        f"resume: checkpoint {path} is damaged ({what}); restore it from a copy, or delete it "
+        "to train the run again from the start (nothing in the folder was changed)"
+    )
+
+
+def _read(path: Path) -> tuple[dict[str, Any], list[np.ndarray], dict[str, np.ndarray]]:
+    """``(meta, state arrays, extra arrays)`` of the file, every array read (so its CRC is
+    checked); ``ValueError`` naming the file when any of it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            start = f.read(4)
+        if start != b"PK\x03\x04":  # every .npz is a zip archive
+            raise _damaged(path, f"not a zip archive: it starts with {start!r}")
+        with np.load(path, allow_pickle=False) as data:
+            if _META not in data.files:
+                raise _damaged(path, f"no {_META} header: not a purerl checkpoint")
+            meta = json.loads(str(data[_META]))
+            names = sorted(k for k in data.files if k.startswith(_STATE))
+            arrays = [data[k] for k in names]
+            extra = {k[len(_EXTRA) :]: data[k] for k in data.files if k.startswith(_EXTRA)}
+    except ValueError as error:
+        if str(error).startswith("resume:"):
+            raise
+        raise _damaged(path, f"{type(error).__name__}: {error}") from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as error:
+        raise _damaged(path, f"{type(error).__name__}: {error}") from None
+    if not isinstance(meta, dict):
+        raise _damaged(path, f"its {_META} header is a {type(meta).__name__}, not an object")
+    return meta, arrays, extra
+
+
+def _check_leaves(path: Path, arrays: list[np.ndarray], template: list[Any]) -> None:
+    """Every stored array has the shape and dtype of its leaf in ``template``."""
+    if len(arrays) != len(template):
+        raise _damaged(path, f"{len(arrays)} state arrays, the state has {len(template)}")
+    for i, (a, t) in enumerate(zip(arrays, template, strict=True)):
+        like = jax.eval_shape(jax.random.key_data, t) if _is_key(t) else t
+        if a.shape != tuple(like.shape) or a.dtype != like.dtype:
+            raise _damaged(
+                path,
+                f"state array {i} is {a.dtype}{list(a.shape)}, expected "
+                f"{like.dtype}{list(like.shape)}",
+            )
 
 
 def _from_host(array: np.ndarray, like: Any, sharding: Any) -> jax.Array:

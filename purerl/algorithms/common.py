@@ -3,6 +3,7 @@ episode metrics. (The contract, the training loop and evaluation live in ``core`
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -15,7 +16,9 @@ from purerl.types import Timestep
 
 __all__ = [
     "QUICK_ROLLOUT",
+    "INT32_MAX",
     "require",
+    "check_numbers",
     "check_shared_fields",
     "is_concrete",
     "iteration_schedule",
@@ -40,6 +43,10 @@ def is_concrete(x: Any) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+# Sizes, step counts and counters are int32 on the device (``env_steps``, buffer indices).
+INT32_MAX = 2**31 - 1
+
+
 def require(ok: Any, field: str, message: str) -> None:
     """Raise ``ValueError("field: message")`` unless ``ok`` (an array: all of it) holds.
 
@@ -51,9 +58,36 @@ def require(ok: Any, field: str, message: str) -> None:
         raise ValueError(f"{field}: {message}")
 
 
+def _is_finite_number(v: Any) -> bool:
+    if isinstance(v, bool | str | bytes):
+        return False
+    try:
+        return bool(np.all(np.isfinite(np.asarray(v, np.float64))))
+    except (TypeError, ValueError):
+        return False
+
+
+def check_numbers(c: Any) -> None:
+    """Every number of config ``c`` is usable: float fields (the leaves) are finite numbers —
+    NaN compares false with everything, so a range check alone would not name it — and integer
+    fields (and tuples of them, e.g. ``hidden_sizes``) fit in int32."""
+    for f in dataclasses.fields(c):
+        v = getattr(c, f.name)
+        if not is_concrete(v) or isinstance(v, bool | str):
+            continue
+        if f.metadata.get("static", False):
+            ints = [x for x in (v if isinstance(v, tuple) else (v,)) if isinstance(x, int)]
+            small = all(abs(x) <= INT32_MAX for x in ints if not isinstance(x, bool))
+            require(small, f.name, f"must be at most 2**31 - 1 (int32 on the device), got {v}")
+        else:
+            require(_is_finite_number(v), f.name, f"must be a finite number, got {v!r}")
+
+
 def check_shared_fields(c: Any, positive: tuple[str, ...]) -> None:
-    """Checks every algorithm's config needs: the named integer fields are > 0, the network
-    sizes and activation exist, γ ∈ (0, 1], learning rate and gradient-norm bound > 0."""
+    """Checks every algorithm's config needs: numbers finite and within int32
+    (``check_numbers``), the named integer fields > 0, the network sizes and activation
+    exist, γ ∈ (0, 1], learning rate and gradient-norm bound > 0."""
+    check_numbers(c)
     for name in positive:
         require(getattr(c, name) > 0, name, f"must be > 0, got {getattr(c, name)}")
     require(
@@ -81,6 +115,12 @@ def iteration_schedule(
     rather than silently cut.
     """
     require(total_steps > 0, "total_steps", f"must be > 0, got {total_steps}")
+    require(
+        total_steps <= INT32_MAX,
+        "total_steps",
+        f"must be at most 2**31 - 1 (int32 on the device), got {total_steps} (whole "
+        f"iterations of {steps_per_iteration} env steps)",
+    )
     require(eval_every > 0, "eval_every", f"must be > 0, got {eval_every}")
     require(
         eval_every % steps_per_iteration == 0,

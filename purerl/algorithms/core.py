@@ -22,6 +22,11 @@ training key, so how often or how widely you evaluate never changes training), `
 (the nested scans of a run), ``make_train`` (``train(key) -> (state, metrics)``), and
 ``episode_returns`` (acting with an optional recurrent carry and episode-start flags).
 
+Divergence is caught per run, once for every algorithm, in ``run_periods``: a run whose loss
+(any float metric), parameters or state go non-finite is flagged with the env step where it
+happened (``TrainState.diverged_at``; ``metrics["diverged_at"]`` from ``make_train``) and
+frozen at its last finite state, while the other runs of a vmapped batch go on.
+
 Acting: ``act(params, key, obs, carry, first) -> (action, carry, extras)`` over a batch of
 observations ``[N, ...]``; ``first[N]`` marks the first step of an episode (where a recurrent
 agent resets its carry); a feed-forward agent's carry is ``None``. A ``Policy`` bundles the
@@ -44,10 +49,11 @@ from typing import Any, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, PRNGKeyArray
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from purerl.algorithms.common import iteration_schedule
 from purerl.envs import VecEnv
+from purerl.recurrent import is_recurrent
 
 __all__ = [
     "ActFn",
@@ -201,6 +207,8 @@ def build_network(
     key: PRNGKeyArray,
     env: VecEnv,
     default: Callable[[PRNGKeyArray], eqx.Module],
+    *,
+    recurrent: bool = False,
 ) -> eqx.Module:
     """The agent's network: ``default(key)`` when ``network`` is ``None``, else the user's.
 
@@ -210,22 +218,40 @@ def build_network(
     algorithm (Q-values for DQN/PQN, ``(distribution, value)`` for the policy-gradient family).
     A module with non-array leaves (e.g. ``eqx.nn.MLP``'s activation) comes back wrapped in a
     ``UserNetwork`` (its ``.module`` is the user's module).
+
+    ``recurrent`` says whether the algorithm runs its recurrent path (``Config.recurrent``):
+    the network must then be recurrent (``purerl.recurrent.is_recurrent``), and otherwise not.
+
+    Raises:
+        ValueError: not a module or factory; a recurrent network on a feed-forward path or
+            the other way round.
     """
     if network is None:
         return default(key)
     if isinstance(network, eqx.Module):
-        return _arrays_only(network)
-    if callable(network):
+        module = network
+    elif callable(network):
         module = network(key, env.obs_shape, env.action_spec)
         if not isinstance(module, eqx.Module):
             raise ValueError(
                 f"network: the factory returned a {type(module).__name__}, not an equinox Module"
             )
-        return _arrays_only(module)
-    raise ValueError(
-        "network: expected an equinox Module or a factory (key, obs_shape, action_spec) -> "
-        f"Module, got {type(network).__name__}"
-    )
+    else:
+        raise ValueError(
+            "network: expected an equinox Module or a factory (key, obs_shape, action_spec) -> "
+            f"Module, got {type(network).__name__}"
+        )
+    if is_recurrent(module) and not recurrent:
+        raise ValueError(
+            f"network: {type(module).__name__} is recurrent (it has initial_carry) but the "
+            "config runs the feed-forward path: set recurrent='gru' or 'lstm' (ppo, pqn)"
+        )
+    if recurrent and not is_recurrent(module):
+        raise ValueError(
+            f"network: the config asks for a recurrent agent but {type(module).__name__} has "
+            "no initial_carry(); give a module called as (carry, obs, first) -> (carry, out)"
+        )
+    return _arrays_only(module)
 
 
 def schedule(algorithm: Algorithm, config: Any) -> tuple[int, int]:
@@ -272,11 +298,27 @@ def check(algorithm: Algorithm, config: Any) -> None:
     schedule(algorithm, config)
 
 
+def _int32(x: Any) -> Array:
+    return jnp.asarray(x, jnp.int32)
+
+
 class TrainState(eqx.Module):
-    """What a training loop carries: the agent's state and the root of the evaluation keys."""
+    """What a training loop carries: the agent's state, the root of the evaluation keys, and
+    whether the run diverged (see ``run_periods``).
+
+    Attributes:
+        agent: the algorithm's state (frozen once the run diverged).
+        eval_key: the root of the evaluation keys.
+        diverged_at: ``-1`` while the run is healthy; else the env steps the agent had taken
+            before the first iteration whose metrics or parameters were not finite.
+        frozen_steps: env steps the run has sat out frozen (0 while healthy); added to the
+            ``env_steps`` / ``eval_env_steps`` metrics so every run shares one step axis.
+    """
 
     agent: Any
     eval_key: PRNGKeyArray
+    diverged_at: Int[Array, ""] = eqx.field(default=-1, converter=_int32)
+    frozen_steps: Int[Array, ""] = eqx.field(default=0, converter=_int32)
 
 
 def init(algorithm: Algorithm, key: PRNGKeyArray, config: Any, network: Any = None) -> TrainState:
@@ -326,6 +368,45 @@ def evaluate(algorithm: Algorithm, state: Any, eval_key: PRNGKeyArray) -> dict[s
     return {"eval_return": jnp.mean(returns), "eval_env_steps": state.env_steps}
 
 
+def _all_finite(tree: Any) -> Bool[Array, ""]:
+    """Whether every float leaf of ``tree`` is finite: one cheap reduction per leaf."""
+    leaves = [x for x in jax.tree.leaves(tree) if eqx.is_inexact_array(x)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves] or [jnp.array(True)]))
+
+
+def _guarded_step(
+    algorithm: Algorithm, agent: Any, diverged_at: Array, frozen_steps: Array
+) -> tuple[tuple[Any, Array], dict[str, Array]]:
+    """``algorithm.step``, then the divergence check of its metrics and new parameters.
+
+    From the first non-finite iteration on, float metrics are NaN (those iterations are
+    discarded) and ``diverged_at`` holds the env steps taken before it; ``env_steps`` counts
+    the scheduled steps (``frozen_steps`` added).
+    """
+    new, metrics = algorithm.step(agent)
+    ok = _all_finite(metrics) & _all_finite(algorithm.greedy_policy(new).params)
+    diverged_at = jnp.where((diverged_at < 0) & ~ok, agent.env_steps, diverged_at)
+    discarded = diverged_at >= 0
+    metrics = jax.tree.map(
+        lambda m: jnp.where(discarded, jnp.nan, m) if eqx.is_inexact_array(m) else m, metrics
+    )
+    if "env_steps" in metrics:
+        metrics = {**metrics, "env_steps": metrics["env_steps"] + frozen_steps}
+    return (new, diverged_at), metrics
+
+
+def _end_period(s: TrainState, agent: Any, diverged_at: Array) -> TrainState:
+    """Check the whole new agent state (its config aside: a swept value is not learned) and
+    roll a diverged run back to ``s.agent``, the state at the start of the period."""
+    has_config = isinstance(getattr(agent, "config", None), eqx.Module)
+    learned = eqx.tree_at(lambda a: a.config, agent, None) if has_config else agent
+    bad = (diverged_at >= 0) | ~_all_finite(learned)
+    diverged_at = jnp.where(bad & (diverged_at < 0), s.agent.env_steps, diverged_at)
+    frozen_steps = s.frozen_steps + jnp.where(bad, agent.env_steps - s.agent.env_steps, 0)
+    agent = jax.tree.map(lambda old, new: jnp.where(bad, old, new), s.agent, agent)
+    return TrainState(agent, s.eval_key, diverged_at, frozen_steps)
+
+
 def run_periods(
     algorithm: Algorithm,
     state: TrainState,
@@ -340,15 +421,37 @@ def run_periods(
     becomes a select and would run the evaluation every iteration. It reads the agent's state
     and never writes it. ``evaluate=False`` leaves it out (training is bit for bit the same).
 
+    Divergence is caught per run, inside the compiled loop (no host sync): after every
+    iteration the float metrics (the loss among them) and the parameters
+    (``greedy_policy(state).params``) must be finite — a non-finite gradient shows up as
+    non-finite parameters in the same iteration — and at the end of each period every float
+    leaf of the agent's state. A run that fails is flagged (``state.diverged_at``: the env
+    steps before its first non-finite iteration, or the period's start when only the
+    whole-state check saw it) and frozen: it rolls back to the state at the start of that
+    period (the last one checked whole, so checkpoints stay finite) and stays there while the
+    other runs of a vmapped batch go on. Rolling back once per period rather than keeping the
+    previous state every iteration costs one copy of the state per period instead of one per
+    iteration (a replay buffer each step). A frozen run's float metrics are NaN from its first
+    non-finite iteration on (integer and boolean ones are those of the discarded steps); its
+    evaluations are those of the frozen state; ``env_steps`` and ``eval_env_steps`` keep
+    counting the scheduled steps. A healthy run is bit for bit what scanning ``step`` gives.
+
     Returns:
         Final state and metrics: per-iteration keys ``[num_periods · period]`` and
         per-evaluation keys ``[num_periods]``.
     """
 
     def one_period(s: TrainState, _):
-        agent, metrics = jax.lax.scan(lambda a, _: algorithm.step(a), s.agent, None, length=period)
-        evals = algorithm.evaluate(agent, s.eval_key) if evaluate else {}
-        return TrainState(agent, s.eval_key), (metrics, evals)
+        def guarded(carry, _):
+            return _guarded_step(algorithm, *carry, s.frozen_steps)
+
+        carry = (s.agent, s.diverged_at)
+        (agent, diverged_at), metrics = jax.lax.scan(guarded, carry, None, length=period)
+        s = _end_period(s, agent, diverged_at)
+        evals = algorithm.evaluate(s.agent, s.eval_key) if evaluate else {}
+        if "eval_env_steps" in evals:
+            evals = {**evals, "eval_env_steps": evals["eval_env_steps"] + s.frozen_steps}
+        return s, (metrics, evals)
 
     state, (metrics, evals) = jax.lax.scan(one_period, state, None, length=num_periods)
     metrics = jax.tree.map(lambda x: x.reshape(num_periods * period, *x.shape[2:]), metrics)
@@ -363,6 +466,8 @@ def make_train(
     Every check runs here, before anything compiles. ``jax.jit(jax.vmap(train))(keys)`` trains
     one agent per key. ``network`` replaces the default network (see ``build_network``);
     ``evaluate=False`` skips the greedy evaluations (training is unchanged by them).
+    ``metrics["diverged_at"]`` (a scalar per run) is ``-1``, or the env step where the run
+    went non-finite and was frozen (see ``run_periods``).
     """
     algorithm = get(algorithm)
     check(algorithm, config)
@@ -371,6 +476,6 @@ def make_train(
     def train(key: PRNGKeyArray) -> tuple[Any, dict[str, Array]]:
         state = init(algorithm, key, config, network)
         state, metrics = run_periods(algorithm, state, num_periods, period, evaluate=evaluate)
-        return state.agent, metrics
+        return state.agent, {**metrics, "diverged_at": state.diverged_at}
 
     return train

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
-from purerl.algorithms.common import finished_episode_stats, require
+from purerl.algorithms.common import check_numbers, finished_episode_stats, require
 from purerl.algorithms.core import Algorithm, Policy, register
 from purerl.envs import VecEnv, VecEnvState, tabular_states
 from purerl.policies import greedy, linear_schedule
@@ -94,6 +94,7 @@ class Config(eqx.Module):
 
 def check_config(c: Config) -> None:
     """Raise ``ValueError`` naming the first bad field (environment-free checks)."""
+    check_numbers(c)
     require(c.method in METHODS, "method", f"must be one of {METHODS}, got {c.method!r}")
     for name in ("total_steps", "num_envs", "eval_every", "eval_envs"):
         require(getattr(c, name) > 0, name, f"must be > 0, got {getattr(c, name)}")

@@ -20,7 +20,9 @@ Results folder (``out``):
 - ``metrics.csv`` — tidy, one row per config × seed × iteration (swept values as columns);
 - ``eval.csv`` — tidy, one row per config × seed × evaluation;
 - ``summary.json`` — final greedy return per config: per seed, mean, median, IQM with a 95%
-  stratified-bootstrap interval; timings and throughput;
+  stratified-bootstrap interval; timings and throughput; ``diverged``: every run whose loss
+  or parameters went non-finite (config index, swept values, seed, env step), frozen at its
+  last finite state (``core.run_periods``) while the others trained on;
 - ``checkpoint.npz`` — the last checkpoint (whole training state + metrics so far).
 """
 

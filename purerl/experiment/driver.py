@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -21,6 +22,7 @@ from tqdm import tqdm
 
 from purerl import checkpoint
 from purerl.algorithms import core
+from purerl.algorithms.common import INT32_MAX
 from purerl.experiment.results import (
     CHECKPOINT,
     FORMAT,
@@ -32,11 +34,12 @@ from purerl.experiment.results import (
 )
 from purerl.experiment.sweeps import (
     _algorithm,
+    _changed,
+    _Errors,
+    _grid,
     _stack_configs,
     _with_changes,
     config_to_dict,
-    make_config,
-    make_grid,
 )
 
 __all__ = ["RunSettings", "resume", "run", "seed_sharding"]
@@ -44,10 +47,15 @@ __all__ = ["RunSettings", "resume", "run", "seed_sharding"]
 
 def _parse_devices(devices: Any) -> list[jax.Device] | None:
     if devices is None or isinstance(devices, list | tuple):
+        listed = devices is None or (devices and all(isinstance(d, jax.Device) for d in devices))
+        if not listed:
+            raise ValueError(f"devices: expected a non-empty list of jax devices, got {devices!r}")
         return None if devices is None else list(devices)
     if devices == "all":
         return jax.devices()
-    n = int(devices)
+    n = int(devices) if isinstance(devices, str) and devices.strip().isdigit() else devices
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise ValueError(f"devices: expected None, 'all', a number or a list, got {devices!r}")
     available = jax.devices()
     if not 1 <= n <= len(available):
         raise ValueError(
@@ -76,8 +84,10 @@ def seed_sharding(batch: int, devices: list[jax.Device] | None = None) -> NamedS
 
 def _seed_keys(seeds: int, seed_offset: int, configs: int, sharding: NamedSharding) -> jax.Array:
     # PRNGKey(i) built on the host: [configs × seeds, 2] with seed i's key in every config.
-    # make_array_from_callback also builds arrays spanning several hosts.
-    one = np.stack([np.asarray(jax.random.PRNGKey(seed_offset + i)) for i in range(seeds)])
+    # make_array_from_callback also builds arrays spanning several hosts. One vmapped call, the
+    # same keys as a call per seed (seeds are < 2**32), not a host loop (~0.1 ms a key).
+    seed = np.arange(seed_offset, seed_offset + seeds, dtype=np.uint32)
+    one = np.asarray(jax.vmap(jax.random.PRNGKey)(seed))
     keys = np.tile(one, (configs, 1)).astype(np.uint32)
     return jax.make_array_from_callback(keys.shape, sharding, lambda idx: keys[idx])
 
@@ -170,14 +180,27 @@ def run(
         network: your own network instead of the algorithm's default: an Equinox module or a
             factory ``(key, obs_shape, action_spec) -> module`` (``core.build_network``).
 
+    Returns:
+        A ``Result``. ``result.summary["diverged"]`` lists the runs whose loss or parameters
+        went non-finite (config, swept values, seed, env step): they were frozen at their last
+        finite state while the others trained on (``core.run_periods``).
+
+    Raises:
+        ValueError: before anything compiles or is written, listing every bad input at once,
+            one line each starting with its field (an unknown env id first, with close ids):
+            unknown or ill-typed fields, values the config refuses (NaN and ±inf included),
+            bad seeds / seed_offset / checkpoint_every / devices / sweep, a run too large for
+            the memory here.
+
     Example:
         >>> sweep = {"learning_rate": [1e-3, 3e-4]}
         >>> result = purerl.run("dqn", "CartPole-v1", seeds=4, sweep=sweep)
         >>> result.metrics["eval_return"].shape        # [2 configs, 4 seeds, 10 evaluations]
     """
     module = _algorithm(algorithm)
+    errors = _Errors()  # every bad input is reported at once, in execute
     if config is None:
-        config = make_config(module.name, env, steps, overrides)
+        config = _changed(module.Config(), module.name, errors, env, steps, overrides)
     elif env is not None or steps is not None or overrides:
         raise ValueError("config: pass either a Config or env/steps/overrides, not both")
     settings = RunSettings(
@@ -193,24 +216,24 @@ def run(
         sinks=tuple(sinks),
         network=network,
     )
-    return execute(module, config, settings)
+    return execute(module, config, settings, errors)
 
 
-def execute(module: core.Algorithm, config: Any, settings: RunSettings) -> Result:
-    """Run ``config`` of ``module`` as ``settings`` say (what ``run`` and ``resume`` call)."""
-    seeds = int(settings.seeds)
-    if seeds < 1:
-        raise ValueError(f"seeds: must be >= 1, got {settings.seeds}")
-    if int(settings.checkpoint_every) < 0:
-        raise ValueError(f"checkpoint_every: must be >= 0, got {settings.checkpoint_every}")
-    config = _fit_budget(module, config)
-    points, configs = make_grid(config, settings.sweep)
-    for c in configs:
-        core.check(module, c)  # every check, before any compile
+def execute(
+    module: core.Algorithm, config: Any, settings: RunSettings, errors: _Errors | None = None
+) -> Result:
+    """Run ``config`` of ``module`` as ``settings`` say (what ``run`` and ``resume`` call).
+
+    Every check runs first, before anything compiles or is written: one ``ValueError`` lists
+    every problem (with those already in ``errors``), one line each, starting with its field.
+    """
+    seeds, devices, config, points, configs = _checked(module, config, settings, errors)
     spec = _spec(module.name, config, settings, points)
     path = _prepare_out(settings.out, settings.overwrite, settings.resume, spec)
+    if settings.resume and path is not None:
+        _check_checkpoint(path, (len(points), seeds), module, config)
     batch = len(configs) * seeds
-    sharding = seed_sharding(batch, _parse_devices(settings.devices))
+    sharding = seed_sharding(batch, devices)
     keys = _seed_keys(seeds, settings.seed_offset, len(configs), sharding)
     stacked = _stack_configs(configs, seeds)
     if path is not None and not (path / "config.json").exists() and jax.process_index() == 0:
@@ -219,7 +242,10 @@ def execute(module: core.Algorithm, config: Any, settings: RunSettings) -> Resul
         sink.open({**spec, "out": None if path is None else str(path)})
     driver = _Driver(module, config, keys, stacked, sharding, path, settings)
     state, metrics, timing = driver.drive(settings.progress, points, seeds)
-    summary = _summarize(metrics, timing, config, points, seeds)
+    diverged_at = np.asarray(_to_host(state.diverged_at)).reshape(len(points), seeds)
+    summary = _summarize(
+        metrics, timing, config, points, seeds, diverged_at, int(settings.seed_offset)
+    )
     result = Result(module.name, config, points, metrics, summary, path, state.agent)
     if path is not None and jax.process_index() == 0:
         write_results(result)
@@ -228,11 +254,108 @@ def execute(module: core.Algorithm, config: Any, settings: RunSettings) -> Resul
     return result
 
 
-def _fit_budget(module: core.Algorithm, config: Any) -> Any:
-    """Any positive budget runs: round it to whole iterations and say so in one line."""
+def _whole_number(name: str, value: Any, low: int, high: int = INT32_MAX) -> int:
+    """``value`` as an ``int`` in ``[low, high]``, or ``ValueError`` naming ``name``."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
+        raise ValueError(f"{name}: expected a whole number, got {value!r}")
+    if not low <= value <= high:
+        bound = f">= {low}, got {value}" if value < low else f"<= {high:,}, got {value:,}"
+        raise ValueError(f"{name}: must be {bound}")
+    return int(value)
+
+
+def _check_settings(settings: RunSettings, errors: _Errors) -> tuple[int, Any]:
+    """``(seeds, devices)`` of ``settings``; each bad setting goes to ``errors``."""
+    seeds = errors.attempt(_whole_number, "seeds", settings.seeds, 1)
+    # PRNGKey(i) takes 32-bit seeds: a larger one would repeat a smaller one's stream
+    last = 2**32 - (seeds or 1)
+    errors.attempt(_whole_number, "seed_offset", settings.seed_offset, 0, last)
+    errors.attempt(_whole_number, "checkpoint_every", settings.checkpoint_every, 0)
+    devices = errors.attempt(_parse_devices, settings.devices)
+    return seeds or 1, devices
+
+
+def _memory_limit(devices: list[jax.Device] | None) -> int | None:
+    """Bytes of memory the runs can hold: the devices' (a CPU's: the machine's RAM)."""
+    devices = devices or jax.devices()
+    if devices[0].platform == "cpu":
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):
+            return None
+    limit = (devices[0].memory_stats() or {}).get("bytes_limit")
+    return None if limit is None else int(limit) * len(devices)
+
+
+def _gib(n: int | float) -> str:
+    """``n`` bytes, readable."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n} B"
+
+
+def _check_memory(module: core.Algorithm, config: Any, batch: int, network: Any, devices) -> None:
+    """``ValueError`` when the training states and evaluation envs alone (shapes traced, nothing
+    compiled) cannot fit in memory: a huge size or seed count fails here, not as an allocation
+    error later. (What a step makes and drops, e.g. a rollout, is not counted.)"""
+    limit = _memory_limit(devices)
+    if limit is None:
+        return
+    evaluation = module.make_env(config, config.eval_envs)
+
+    def one_run(key):
+        return core.init(module, key, config, network), evaluation.reset(key)
+
+    shapes = jax.eval_shape(one_run, jax.random.PRNGKey(0))
+    one = sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(shapes))
+    if one > limit:
+        default = module.Config()
+        grown = [
+            f"{f.name}={getattr(config, f.name)}"
+            for f in dataclasses.fields(config)
+            if isinstance(getattr(config, f.name), int | tuple)
+            and getattr(config, f.name) != getattr(default, f.name)
+        ]
+        raise ValueError(
+            f"config: one run's training state takes {_gib(one)}, more than the {_gib(limit)} "
+            f"of memory here; shrink its sizes ({', '.join(grown) or 'buffer_size, num_envs'})"
+        )
+    if one * batch > limit:
+        raise ValueError(
+            f"seeds: {batch:,} runs (seeds × sweep points) of {_gib(one)} each take "
+            f"{_gib(one * batch)}, more than the {_gib(limit)} of memory here; run fewer at once"
+        )
+
+
+def _checked(module: core.Algorithm, config: Any, settings: RunSettings, errors: _Errors | None):
+    """``(seeds, devices, config, points, configs)`` once every check passed (the config's,
+    the settings', the sweep's, the environment's, the memory's), before any compile."""
+    errors = _Errors() if errors is None else errors
+    seeds, devices = _check_settings(settings, errors)
     if not isinstance(config, module.Config):
-        return config  # core.check names the problem
-    fitted = core.fit_budget(module, config)
+        errors.attempt(core.check, module, config)  # names the type
+        errors.raise_any()
+    try:
+        fitted = core.fit_budget(module, config)
+    except ValueError as error:  # rounded up past what the config allows
+        size = module.iteration_steps(config)
+        errors.add(f"{error} (total_steps rounded up to whole iterations of {size:,} env steps)")
+        errors.raise_any()
+    points, configs = _grid(fitted, settings.sweep, errors)
+    for c in configs:
+        if errors.env_unknown:  # the env checks would repeat it
+            errors.attempt(core.schedule, module, c)
+        else:
+            errors.attempt(core.check, module, c)
+    errors.raise_any()
+    _check_memory(module, fitted, len(configs) * seeds, settings.network, devices)
+    _say_fitted(module, config, fitted)
+    return seeds, devices, fitted, points, configs
+
+
+def _say_fitted(module: core.Algorithm, config: Any, fitted: Any) -> None:
+    """Any positive budget runs: it was rounded to whole iterations; say so in one line."""
     if fitted is not config:
         periods = fitted.total_steps // fitted.eval_every
         print(
@@ -242,7 +365,6 @@ def _fit_budget(module: core.Algorithm, config: Any) -> Any:
             f"{config.total_steps:,}, eval_every={config.eval_every:,}",
             file=sys.stderr,
         )
-    return fitted
 
 
 def resume(
@@ -267,17 +389,20 @@ def resume(
     device count). Arguments left ``None`` are taken from the folder; any that are given must
     agree with it (``ValueError`` listing the differences otherwise), so a resume never mixes
     two different runs. A finished run is left as it is and its results are rewritten.
+
+    A damaged folder (``config.json`` that is not a run record, a truncated or corrupted
+    ``checkpoint.npz``) raises a ``ValueError`` naming the file and what is wrong with it,
+    before anything compiles where it can, and every file is left as it was.
     """
     path = Path(out)
-    if not (path / "config.json").exists():
-        raise ValueError(f"resume: {path} has no config.json — not a purerl run folder")
-    spec = json.loads((path / "config.json").read_text())
+    spec = _read_spec(path)
     name = algorithm or spec["algorithm"]
     if name != spec["algorithm"]:
         raise ValueError(f"resume: {path} holds a {spec['algorithm']} run, not {name}")
     module = _algorithm(name)
-    stored = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["config"].items()}
-    config = _with_changes(module.Config(**stored), name, env, steps, overrides)
+    stored = _with_changes(module.Config(), name, overrides=spec["config"], within=_spec_file(path))
+    errors = _Errors()  # every bad input is reported at once, in execute
+    config = _changed(stored, name, errors, env, steps, overrides)
     if spec.get("network") is not None and network is None:
         raise ValueError(
             f"network: {path} was trained with a custom network ({spec['network']}); pass the "
@@ -295,7 +420,7 @@ def resume(
         sinks=tuple(sinks),
         network=network,
     )
-    return execute(module, config, settings)
+    return execute(module, config, settings, errors)
 
 
 def _network_name(network: Any) -> str | None:
@@ -320,6 +445,55 @@ def _spec(algorithm: str, config: Any, settings: RunSettings, points) -> dict[st
 
 
 _SPEC_KEYS = ("algorithm", "config", "sweep", "seeds", "seed_offset", "network")
+_SPEC_TYPES = {"algorithm": str, "config": dict, "sweep": dict, "seeds": int, "seed_offset": int}
+
+
+def _spec_file(path: Path) -> str:
+    return str(path / "config.json")
+
+
+def _read_spec(path: Path) -> dict[str, Any]:
+    """The run record ``path/config.json``, checked: ``ValueError`` naming the file and what is
+    wrong with it (a truncated or edited file is reported; no file is touched)."""
+    file = path / "config.json"
+    if not file.is_file():
+        raise ValueError(f"resume: {path} has no config.json — not a purerl run folder")
+    try:
+        spec = json.loads(file.read_bytes())
+    except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError included
+        raise ValueError(
+            f"resume: {file} is not valid JSON ({error}): truncated or corrupted? Restore it "
+            "from a copy (nothing in the folder was changed)"
+        ) from None
+    problems = _spec_problems(spec)
+    if problems:
+        raise ValueError(f"resume: {file} is not a purerl run record: {'; '.join(problems)}")
+    return spec
+
+
+def _spec_problems(spec: Any) -> list[str]:
+    if not isinstance(spec, dict):
+        return [f"expected a JSON object, got a {type(spec).__name__}"]
+    problems = [] if spec.get("format") == FORMAT else [f"format is {spec.get('format')!r}"]
+    for key, kind in _SPEC_TYPES.items():
+        value = spec.get(key)
+        if key not in spec:
+            problems.append(f"{key} is missing")
+        elif isinstance(value, bool) or not isinstance(value, kind):
+            problems.append(f"{key} should be of type {kind.__name__}, got {value!r}")
+    sweep = spec.get("sweep")
+    if isinstance(sweep, dict) and not all(
+        isinstance(v, list) and v and all(isinstance(x, int | float) for x in v)
+        for v in sweep.values()
+    ):
+        problems.append(f"sweep should map fields to lists of numbers, got {sweep!r}")
+    if not isinstance(spec.get("network"), str | None):
+        problems.append(f"network should be a name or null, got {spec['network']!r}")
+    if isinstance(spec.get("seeds"), int) and spec["seeds"] < 1:
+        problems.append(f"seeds should be >= 1, got {spec['seeds']}")
+    if isinstance(spec.get("seed_offset"), int) and spec["seed_offset"] < 0:
+        problems.append(f"seed_offset should be >= 0, got {spec['seed_offset']}")
+    return problems
 
 
 def _spec_differences(stored: dict[str, Any], spec: dict[str, Any]) -> list[str]:
@@ -346,10 +520,7 @@ def _prepare_out(out, overwrite: bool, resume: bool, spec: dict[str, Any]) -> Pa
     if resume:
         if overwrite:
             raise ValueError("resume: cannot be combined with overwrite")
-        config_file = path / "config.json"
-        if not config_file.exists():
-            raise ValueError(f"resume: {path} has no config.json — not a purerl run folder")
-        diffs = _spec_differences(json.loads(config_file.read_text()), spec)
+        diffs = _spec_differences(_read_spec(path), spec)
         if diffs:
             raise ValueError(
                 f"resume: {path} holds a different run; refusing to mix them:\n  "
@@ -367,6 +538,37 @@ def _prepare_out(out, overwrite: bool, resume: bool, spec: dict[str, Any]) -> Pa
     if jax.process_index() == 0:
         path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _chunks_done(
+    file: Path, extra: dict[str, np.ndarray], meta: dict[str, Any], shape, num_periods, period
+) -> int:
+    """The checkpoint's ``chunks_done``, once it and the metrics so far fit this run
+    (``shape``: configs × seeds; ``num_periods`` chunks of ``period`` iterations)."""
+    done = meta.get("chunks_done")
+    if isinstance(done, bool) or not isinstance(done, int) or not 0 < done <= num_periods:
+        raise ValueError(
+            f"resume: checkpoint {file} is damaged (chunks_done={done!r}, the run has "
+            f"{num_periods} chunks); restore it, or delete it to train from the start"
+        )
+    lengths = (done, done * period)  # per evaluation, per iteration
+    bad = [k for k, v in extra.items() if v.shape[:2] != shape or v.shape[2:3] == ()]
+    bad += [k for k, v in extra.items() if k not in bad and v.shape[2] not in lengths]
+    if bad or not extra:
+        raise ValueError(
+            f"resume: checkpoint {file} is damaged (metrics so far {bad or 'missing'} do not "
+            f"match {done} chunks of {shape[0]} configs × {shape[1]} seeds); restore it, or "
+            "delete it to train from the start"
+        )
+    return done
+
+
+def _check_checkpoint(path: Path, shape: tuple[int, int], module, config) -> None:
+    """A resumed run's checkpoint, read whole and checked before anything compiles."""
+    file = path / CHECKPOINT
+    if file.exists():
+        meta, extra = checkpoint.verify(file)
+        _chunks_done(file, extra, meta, shape, *core.schedule(module, config))
 
 
 class _Driver:
@@ -399,15 +601,17 @@ class _Driver:
         return init, chunk.lower(template).compile(), template
 
     def _start(self, init, template):
-        """Fresh state, or the last checkpoint's state and metrics."""
+        """Fresh state, or the last checkpoint's state and metrics (checked before any use)."""
         file = None if self.path is None else self.path / CHECKPOINT
+        resumed = None
+        if file is not None and file.exists():
+            state, extra, meta = checkpoint.load(file, template, self.sharding)
+            done = _chunks_done(file, extra, meta, self.shape, self.num_periods, self.period)
+            resumed = state, ([extra] if extra else []), done
         if file is not None:
             for stale in self.path.glob(f".{CHECKPOINT}.*.tmp"):  # a write the kill cut short
                 stale.unlink()
-        if file is not None and file.exists():
-            state, extra, meta = checkpoint.load(file, template, self.sharding)
-            return state, ([extra] if extra else []), int(meta["chunks_done"])
-        return init(self.keys, self.configs), [], 0
+        return resumed or (init(self.keys, self.configs), [], 0)
 
     def drive(self, progress: bool, points, seeds: int):
         self.shape = (len(points), seeds)
@@ -457,7 +661,11 @@ class _Driver:
         metrics = {k: v.reshape(self.shape + v.shape[1:]) for k, v in _to_host(metrics).items()}
         chunks.append(metrics)
         bar.update(self.config.eval_every * self.keys.shape[0])
-        bar.set_postfix(eval_return=f"{float(np.mean(metrics['eval_return'][..., -1])):.1f}")
+        postfix = {"eval_return": f"{float(np.mean(metrics['eval_return'][..., -1])):.1f}"}
+        diverged = int(np.sum(_to_host(state.diverged_at) >= 0))
+        if diverged:  # frozen runs (non-finite loss or parameters): see core.run_periods
+            postfix["diverged"] = f"{diverged}/{self.keys.shape[0]}"
+        bar.set_postfix(postfix)
         for sink in self.sinks:
             sink.write(i, metrics)
         last = i + 1 == self.num_periods

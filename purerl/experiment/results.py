@@ -37,7 +37,9 @@ class Result:
         points: one dict of swept values per config (``[{}]`` without a sweep).
         metrics: NumPy arrays ``[configs, seeds, iterations]`` (evaluation metrics
             ``[configs, seeds, evaluations]``).
-        summary: final greedy return per config (per seed, mean, IQM + 95% CI), timings.
+        summary: final greedy return per config (per seed, mean, IQM + 95% CI), timings, and
+            ``summary["diverged"]``: the runs that went non-finite (config, swept values,
+            seed, env step), frozen at their last finite state (empty when none did).
         out: the results folder, or ``None``.
         state: final training state; every leaf has a leading ``configs × seeds`` axis
             (``index = config * seeds + seed``; see ``state_of``).
@@ -79,12 +81,45 @@ def _environment(sharding: NamedSharding) -> dict[str, Any]:
     }
 
 
-def _summarize(metrics, timing, config, points, seeds: int) -> dict[str, Any]:
+def _diverged_runs(
+    diverged_at: np.ndarray, points: list[dict[str, float]], seed_offset: int = 0
+) -> list[dict[str, Any]]:
+    """The runs that diverged (went non-finite and were frozen; see ``core.run_periods``).
+
+    Args:
+        diverged_at: ``[configs, seeds]`` env steps where each run diverged, ``-1`` if never.
+        points: the swept values of each config.
+        seed_offset: the first seed.
+
+    Returns:
+        One dict per diverged run: ``config`` (index), ``point`` (its swept values), ``seed``
+        (the ``PRNGKey`` seed, as in ``metrics.csv``), ``seed_index`` (for
+        ``Result.state_of``) and ``env_step`` (where its first non-finite iteration began).
+    """
+    at = np.asarray(diverged_at)
+    return [
+        {
+            "config": int(c),
+            "point": points[c],
+            "seed": seed_offset + int(s),
+            "seed_index": int(s),
+            "env_step": int(at[c, s]),
+        }
+        for c, s in zip(*np.nonzero(at >= 0), strict=True)
+    ]
+
+
+def _summarize(
+    metrics, timing, config, points, seeds: int, diverged_at=None, seed_offset: int = 0
+) -> dict[str, Any]:
     final = metrics["eval_return"][:, :, -1]  # [configs, seeds]
+    if diverged_at is None:
+        diverged_at = np.full(final.shape, -1)
     per_config = [
         {
             "point": p,
             "final_return_per_seed": final[c].tolist(),
+            "diverged_at_per_seed": np.asarray(diverged_at[c]).tolist(),
             **stats.summarize(final[c]),
         }
         for c, p in enumerate(points)
@@ -99,6 +134,8 @@ def _summarize(metrics, timing, config, points, seeds: int) -> dict[str, Any]:
         "env_steps_per_second": total * (1 - resumed) / max(timing["train_seconds"], 1e-9),
         **timing,
         "per_config": per_config,
+        # runs whose loss/parameters went non-finite: frozen at their last finite state
+        "diverged": _diverged_runs(diverged_at, points, seed_offset),
     }
     if len(points) == 1:
         summary["final_return_per_seed"] = per_config[0]["final_return_per_seed"]
