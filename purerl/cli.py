@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -19,6 +20,8 @@ def _parse_sets(items: Sequence[str]) -> dict[str, str]:
         if "=" not in item:
             raise ValueError(f"--set: expected key=value, got {item!r}")
         key, value = item.split("=", 1)
+        if not key.strip():
+            raise ValueError(f"--set: expected key=value, got {item!r} (no key)")
         overrides[key.strip()] = value.strip()
     return overrides
 
@@ -29,6 +32,8 @@ def _parse_sweep(items: Sequence[str]) -> dict[str, list[float]] | None:
         if "=" not in item:
             raise ValueError(f"--sweep: expected key=v1,v2,..., got {item!r}")
         key, values = item.split("=", 1)
+        if not key.strip():
+            raise ValueError(f"--sweep: expected key=v1,v2,..., got {item!r} (no key)")
         try:
             sweep[key.strip()] = [float(v) for v in values.split(",") if v.strip()]
         except ValueError:
@@ -146,11 +151,11 @@ def _force_host_devices(devices: str | None, argv: Sequence[str] | None) -> None
     if devices is None or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return
     if devices != "all" and not devices.isdigit():
-        raise ValueError(f"--devices: expected a number or 'all', got {devices!r}")
+        return  # purerl.run names the problem, with any other
     n = (os.cpu_count() or 1) if devices == "all" else int(devices)
-    flag = f"--xla_force_host_platform_device_count={n}"
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
-    if argv is None and n > 1:
+    if argv is None and n > 1:  # from Python the env var would only leak into subprocesses
+        flag = f"--xla_force_host_platform_device_count={n}"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
         sys.stdout.flush()
         sys.stderr.flush()
         os.execv(sys.executable, [sys.executable, "-m", "purerl.cli", *sys.argv[1:]])
@@ -163,14 +168,18 @@ def _print_summary(result) -> None:
     print(f"\n{result.algorithm} on {result.config.env_id}: final greedy return")
     if s["configs"] == 1:
         print(f"{'seed':>6}  {'return':>10}")
+        at = s["per_config"][0]["diverged_at_per_seed"]
         for i, r in enumerate(s["final_return_per_seed"]):
-            print(f"{i:>6}  {r:>10.1f}")
+            note = f"  DIVERGED at env step {at[i]:,} (frozen)" if at[i] >= 0 else ""
+            print(f"{i:>6}  {r:>10.1f}{note}")
     for c, row in enumerate(s["per_config"]):
         name = config_label(row["point"], c) if s["configs"] > 1 else "all seeds"
+        diverged = sum(a >= 0 for a in row["diverged_at_per_seed"])
         print(
             f"{name}: mean {row['mean']:.1f} ± {row['std']:.1f} (std), median "
             f"{row['median']:.1f}, IQM {row['iqm']:.1f} [{row['iqm_ci_low']:.1f}, "
-            f"{row['iqm_ci_high']:.1f}] (95% CI, {row['seeds']} seeds)"
+            f"{row['iqm_ci_high']:.1f}] (95% CI, {row['seeds']} seeds"
+            + (f", {diverged} DIVERGED)" if diverged else ")")
         )
     print(
         f"compile {s['compile_seconds']:.1f} s, train {s['train_seconds']:.1f} s, "
@@ -219,7 +228,8 @@ def _train(args) -> int:
             raise ValueError("algorithm: name one, e.g. `purerl train dqn` (or --resume DIR)")
         out = args.out
         if out is None:
-            env_name = args.env or "default"
+            # an env id may carry params (``ID?name=value``): keep the folder name plain
+            env_name = re.sub(r"[^A-Za-z0-9._-]+", "_", args.env or "default")
             out = f"runs/{args.algorithm}_{env_name}_{time.strftime('%Y%m%d-%H%M%S')}"
         result = experiment.run(
             args.algorithm,
@@ -234,6 +244,30 @@ def _train(args) -> int:
             **common,
         )
     _print_summary(result)
+    return _divergence_status(result)
+
+
+def _divergence_status(result) -> int:
+    """Exit status of a finished ``train``: 1 when every run diverged, else 0; names the
+    diverged runs (config, seed, env step) on stderr."""
+    from purerl.sinks import config_label
+
+    runs, s = result.summary["diverged"], result.summary
+    if not runs:
+        return 0
+    total = s["configs"] * s["seeds"]
+    names = [
+        f"{config_label(d['point'], d['config']) + ' ' if s['configs'] > 1 else ''}seed "
+        f"{d['seed']} at env step {d['env_step']:,}"
+        for d in runs
+    ]
+    listed = "; ".join(names[:10]) + (f"; and {len(names) - 10} more" if len(names) > 10 else "")
+    why = "loss or parameters went non-finite; frozen at their last finite state"
+    if len(runs) == total:
+        print(f"purerl: error: every run diverged ({why}): {listed}", file=sys.stderr)
+        return 1
+    warning = f"purerl: warning: {len(runs)} of {total} runs diverged ({why}): {listed}"
+    print(warning, file=sys.stderr)
     return 0
 
 
@@ -257,8 +291,12 @@ def _compare(args) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``purerl`` command; returns the exit status."""
-    args = _parser().parse_args(argv)
+    """Entry point of the ``purerl`` command; returns the exit status (2 for bad input: the
+    error, one line per problem, on stderr — never a traceback)."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as stop:  # argparse printed the usage and the error (or --help)
+        return stop.code if isinstance(stop.code, int) else 2
     try:
         if args.command == "envs":
             from purerl.envs import registered
@@ -277,6 +315,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _compare(args)
     except ValueError as error:
         print(f"purerl: error: {error}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:  # jax.errors.JaxRuntimeError
+        if "RESOURCE_EXHAUSTED" not in str(error):
+            raise
+        # what a step makes and drops (a rollout, a minibatch) is not in the checked estimate
+        first = str(error).splitlines()[0]
+        print(
+            f"purerl: error: memory: the run does not fit on the device ({first}); lower "
+            "num_envs, num_steps, batch_size, the network sizes or the number of seeds",
+            file=sys.stderr,
+        )
         return 2
 
 

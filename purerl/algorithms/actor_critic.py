@@ -16,15 +16,17 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 from purerl import running_stats
 from purerl.algorithms.common import check_shared_fields, require
 from purerl.algorithms.core import Algorithm, Policy, build_network, register
-from purerl.algorithms.rollout import Rollout, collect
+from purerl.algorithms.rollout import Rollout, collect, recurrent_core
 from purerl.envs import VecEnv, VecEnvState
 from purerl.networks import ActorCritic
+from purerl.recurrent import RecurrentActorCritic, carries_after, initial_carry, is_recurrent
 
 __all__ = [
     "PGConfig",
     "PGState",
     "check_pg_fields",
     "check_env",
+    "next_values",
     "iteration_steps",
     "init_state",
     "sampling_policy",
@@ -105,6 +107,7 @@ class PGState(eqx.Module):
     obs_stats: running_stats.RunningStats
     key: PRNGKeyArray
     iteration: Int[Array, ""]
+    carry: Any = None  # a recurrent agent's carry in each env ([num_envs, ...]), else None
 
     def observe(self, obs: Array) -> Array:
         """What the network sees: ``obs``, normalised if the config asks for it."""
@@ -136,7 +139,21 @@ def init_state(
     env = VecEnv.make(c.env_id, num_envs=c.num_envs)
     key, env_key, net_key = jax.random.split(key, 3)
 
-    def default(k: PRNGKeyArray) -> ActorCritic:
+    core = recurrent_core(c)
+
+    def default(k: PRNGKeyArray) -> ActorCritic | RecurrentActorCritic:
+        if core != "none":
+            return RecurrentActorCritic(
+                env.obs_shape,
+                env.action_dim,
+                continuous=not env.is_discrete,
+                hidden_sizes=c.hidden_sizes,
+                activation=c.activation,
+                core=core,
+                core_size=c.core_size,
+                log_std_init=c.log_std_init,
+                key=k,
+            )
         return ActorCritic(
             env.obs_shape,
             env.action_dim,
@@ -148,11 +165,12 @@ def init_state(
             key=k,
         )
 
-    net = build_network(network, net_key, env, default)
+    net = build_network(network, net_key, env, default, recurrent=core != "none")
     opt_state = make_optimizer(c, total_updates).init(eqx.filter(net, eqx.is_inexact_array))
     stats = running_stats.init(env.obs_shape)
     zero = jnp.zeros((), jnp.int32)
-    return PGState(c, env, env.reset(env_key), net, opt_state, stats, key, zero)
+    carry = initial_carry(net, c.num_envs)
+    return PGState(c, env, env.reset(env_key), net, opt_state, stats, key, zero, carry)
 
 
 def _inputs(params: tuple[Any, Any], obs: Array) -> Array:
@@ -171,6 +189,22 @@ def _mode_act(params, key, obs, carry, first):
     return dist.mode(), carry, {}
 
 
+def _recurrent_sample_act(params, key, obs, carry, first):
+    new_carry, (dist, value) = jax.vmap(params[0])(carry, _inputs(params, obs), first)
+    action = dist.sample(key)
+    # the carry *before* the step: a loss re-runs the core from it (resetting at ``first``)
+    return action, new_carry, {"log_prob": dist.log_prob(action), "value": value, "carry": carry}
+
+
+def _recurrent_mode_act(params, key, obs, carry, first):
+    new_carry, (dist, _) = jax.vmap(params[0])(carry, _inputs(params, obs), first)
+    return dist.mode(), new_carry, {}
+
+
+def _carry_of(params: tuple[Any, Any], num_envs: int) -> Any:
+    return initial_carry(params[0], num_envs)
+
+
 def _params(state: PGState) -> tuple[Any, Any]:
     """``(network, observation statistics or None)``: what acting needs."""
     stats = state.obs_stats if state.config.normalize_observations else None
@@ -178,13 +212,19 @@ def _params(state: PGState) -> tuple[Any, Any]:
 
 
 def sampling_policy(state: PGState) -> Policy:
-    """Sample from π(·|s); extras are the log-prob and V(s). The env clips continuous samples
-    into its action box; the rollout keeps the raw sample (its log-prob is the one stored)."""
+    """Sample from π(·|s); extras are the log-prob and V(s) (and, for a recurrent agent, the
+    carry before each step). The env clips continuous samples into its action box; the rollout
+    keeps the raw sample (its log-prob is the one stored)."""
+    if is_recurrent(state.network):
+        return Policy(_params(state), _recurrent_sample_act, _carry_of)
     return Policy(_params(state), _sample_act)
 
 
 def greedy_policy(state: PGState) -> Policy:
-    """The mode of π(·|s): how the policy-gradient family is evaluated."""
+    """The mode of π(·|s): how the policy-gradient family is evaluated (a recurrent agent
+    carries its state through each evaluation episode, reset at its start)."""
+    if is_recurrent(state.network):
+        return Policy(_params(state), _recurrent_mode_act, _carry_of)
     return Policy(_params(state), _mode_act)
 
 
@@ -192,6 +232,19 @@ def values_of(network: eqx.Module, obs: Array) -> Float[Array, "T N"]:
     """``V(obs)`` over leading ``[T, N]`` axes."""
     flat = obs.reshape(-1, *obs.shape[2:])
     return jax.vmap(network)(flat)[1].reshape(obs.shape[:2])
+
+
+def next_values(network: eqx.Module, rollout: Rollout) -> Float[Array, "T N"]:
+    """``V(next_obs)`` of every step ``[T, N]``, the bootstrap values of GAE. A recurrent
+    network sees each ``next_obs`` with the carry after that step (the episode's history,
+    also at a truncation, where ``next_obs`` is the true final observation)."""
+    if not is_recurrent(network):
+        return values_of(network, rollout.next_obs)
+    after = carries_after(rollout.extras["carry"], rollout.final_carry)
+    flat = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), (after, rollout.next_obs))
+    first = jnp.zeros(flat[1].shape[:1], bool)
+    _, (_, values) = jax.vmap(network)(*flat, first)
+    return values.reshape(rollout.reward.shape)
 
 
 def apply_gradients(
@@ -211,7 +264,12 @@ def collect_rollout(state: PGState) -> tuple[PGState, Rollout, dict[str, Array]]
     """
     key, rollout_key = jax.random.split(state.key)
     env_state, rollout, episodes = collect(
-        rollout_key, state.env, state.env_state, sampling_policy(state), state.config.num_steps
+        rollout_key,
+        state.env,
+        state.env_state,
+        sampling_policy(state),
+        state.config.num_steps,
+        carry=state.carry,
     )
     stats = state.obs_stats
     if state.config.normalize_observations:
@@ -221,7 +279,12 @@ def collect_rollout(state: PGState) -> tuple[PGState, Rollout, dict[str, Array]]
             rollout,
             (state.observe(rollout.obs), state.observe(rollout.next_obs)),
         )
-    state = eqx.tree_at(lambda s: (s.env_state, s.obs_stats, s.key), state, (env_state, stats, key))
+    state = eqx.tree_at(
+        lambda s: (s.env_state, s.obs_stats, s.key, s.carry),
+        state,
+        (env_state, stats, key, rollout.final_carry),
+        is_leaf=lambda x: x is None,
+    )
     return state, rollout, episodes
 
 

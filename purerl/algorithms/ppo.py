@@ -6,6 +6,13 @@ One ``step`` collects ``num_steps`` steps from ``num_envs`` envs, computes GAE(�
 ``update_epochs`` passes over the batch in ``num_minibatches`` shuffled minibatches.
 Defaults follow PureJaxRL's CartPole settings (Lu et al., 2022).
 
+**Recurrent PPO** (``recurrent="gru"`` or ``"lstm"``; PureJaxRL's ``ppo_rnn``): the agent is a
+``RecurrentActorCritic`` (or the user's recurrent network) that carries a memory across steps,
+reset where an episode starts. The rollout stores the carry before every step; the batch is cut
+into per-env sequences of ``sequence_length`` steps (0: the whole rollout), minibatches are
+whole sequences (time order is never shuffled), and the loss re-runs the core over each
+sequence from its stored carry. Evaluation carries the memory through each episode.
+
 Example:
     >>> config = ppo.Config(env_id="CartPole-v1", total_steps=100_000)
     >>> train = jax.jit(jax.vmap(ppo.make_train(config)))
@@ -23,8 +30,17 @@ from jaxtyping import Array, ArrayLike, PRNGKeyArray, Real
 
 from purerl.algorithms import actor_critic as ac
 from purerl.algorithms.common import QUICK_ROLLOUT, require
-from purerl.algorithms.rollout import Rollout, flatten_steps, minibatch_epochs
-from purerl.policy_gradient import ppo_loss
+from purerl.algorithms.rollout import (
+    Rollout,
+    check_recurrent_fields,
+    flatten_steps,
+    minibatch_epochs,
+    recurrent_core,
+    sequence_length,
+    sequences,
+)
+from purerl.policy_gradient import entropy_loss, ppo_clip_loss, ppo_diagnostics, value_loss
+from purerl.recurrent import unroll
 from purerl.returns import gae
 
 __all__ = ["Config", "State", "init", "step", "ALGORITHM", "make_train", "schedule"]
@@ -33,7 +49,13 @@ State = ac.PGState
 
 
 class Config(ac.PGConfig):
-    """PPO hyperparameters (shared ones documented in ``actor_critic.PGConfig``)."""
+    """PPO hyperparameters (shared ones documented in ``actor_critic.PGConfig``).
+
+    ``recurrent``: ``"none"`` (feed-forward), ``"gru"`` or ``"lstm"``: a recurrent agent with
+    a core of ``core_size`` units after the ``hidden_sizes`` torso; its loss re-runs the core
+    over sequences of ``sequence_length`` steps (0: the whole rollout ``num_steps``), and
+    ``num_minibatches`` then splits the ``num_envs × num_steps / sequence_length`` sequences.
+    """
 
     num_envs: int = eqx.field(static=True, default=4)
     num_steps: int = eqx.field(static=True, default=128)
@@ -46,6 +68,9 @@ class Config(ac.PGConfig):
     learning_rate: Real[ArrayLike, ""] = 2.5e-4
     lambda_: Real[ArrayLike, ""] = 0.95
     clip_eps: Real[ArrayLike, ""] = 0.2
+    recurrent: str = eqx.field(static=True, default="none")
+    core_size: int = eqx.field(static=True, default=64)
+    sequence_length: int = eqx.field(static=True, default=0)
 
     def __check_init__(self):
         check_config(self)
@@ -61,6 +86,7 @@ def check_config(c: Config) -> None:
         "num_minibatches",
         f"must divide the batch num_envs × num_steps = {batch}, got {c.num_minibatches}",
     )
+    check_recurrent_fields(c)
     require(c.clip_eps > 0, "clip_eps", f"must be > 0, got {c.clip_eps}")
     require(
         (c.lambda_ >= 0) & (c.lambda_ <= 1),
@@ -84,7 +110,7 @@ def init(key: PRNGKeyArray, config: Config, *, network: Any = None) -> State:
 
 def _advantages(network, rollout: Rollout, config: Config) -> tuple[Array, Array]:
     values = rollout.extras["value"]
-    next_values = ac.values_of(network, rollout.next_obs)
+    next_values = ac.next_values(network, rollout)
     adv = gae(
         rollout.reward,
         rollout.discount(config.gamma),
@@ -96,23 +122,34 @@ def _advantages(network, rollout: Rollout, config: Config) -> tuple[Array, Array
     return adv, adv + values
 
 
+def _outputs(network, batch: dict[str, Array], config: Config):
+    """``(π(·|·), V)`` of a minibatch: steps ``[B]``, or sequences ``[L, B]`` re-run through
+    the recurrent core from their stored carries (resetting at episode starts)."""
+    if recurrent_core(config) == "none":
+        return jax.vmap(network)(batch["obs"])
+    start = jax.tree.map(lambda x: x[0], batch["carry"])
+    return unroll(network, start, batch["obs"], batch["first"])[1]
+
+
 def _minibatch_loss(network, batch: dict[str, Array], config: Config):
+    """PPO-clip on the array cores (what ``policy_gradient.ppo_loss`` computes): the clipped
+    surrogate, the (clipped) value loss and the entropy bonus, plus diagnostics."""
     adv = batch["advantages"]
     if config.normalize_advantages:
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-    return ppo_loss(
-        network,
-        batch["obs"],
-        batch["action"],
-        batch["log_prob"],
-        batch["value"],
-        adv,
+    dist, values = _outputs(network, batch, config)
+    log_ratio = dist.log_prob(batch["action"]) - jax.lax.stop_gradient(batch["log_prob"])
+    policy_loss = ppo_clip_loss(log_ratio, adv, config.clip_eps)
+    v_loss = value_loss(
+        values,
         batch["returns"],
-        clip_eps=config.clip_eps,
-        value_clip_eps=config.clip_eps if config.clip_value else None,
-        value_coef=config.value_coef,
-        entropy_coef=config.entropy_coef,
+        old_values=batch["value"] if config.clip_value else None,
+        clip_eps=config.clip_eps if config.clip_value else None,
     )
+    entropy = -entropy_loss(dist.entropy())
+    loss = policy_loss + config.value_coef * v_loss - config.entropy_coef * entropy
+    info = {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": entropy}
+    return loss, info | ppo_diagnostics(log_ratio, config.clip_eps)
 
 
 def _update(config: Config):
@@ -141,15 +178,21 @@ def step(state: State) -> tuple[State, dict[str, Array]]:
         "advantages": advantages,
         "returns": returns,
     }
+    if recurrent_core(c) == "none":
+        batch, axis = flatten_steps(flat), 0
+    else:  # whole per-env sequences, each with the carry it started from
+        flat |= {"first": rollout.first, "carry": rollout.extras["carry"]}
+        batch, axis = sequences(flat, sequence_length(c)), 1
     key, epoch_key = jax.random.split(state.key)
     state = eqx.tree_at(lambda s: s.key, state, key)
     (network, opt_state), info = minibatch_epochs(
         _update(c),
         (state.network, state.opt_state),
         epoch_key,
-        flatten_steps(flat),
+        batch,
         epochs=c.update_epochs,
         num_minibatches=c.num_minibatches,
+        axis=axis,
     )
     return ac.finish_iteration(
         state, network, opt_state, {**jax.tree.map(jnp.mean, info), **episodes}

@@ -12,6 +12,12 @@ observation and a termination does not), then runs ``update_epochs`` passes of
 ``num_minibatches`` shuffled minibatches of ``½ (Q(s_t, a_t) − G_t)²`` regression. LayerNorm
 in the Q-network is what keeps this stable without a target network (the paper's analysis).
 
+**Recurrent PQN** (rPQN, ``recurrent="gru"`` or ``"lstm"``; the paper's recurrent variant):
+a ``RecurrentQNetwork`` carries a memory across steps, reset at episode starts. Targets use
+``max_a Q`` of each next observation seen with the carry after that step; the batch is cut into
+per-env sequences of ``sequence_length`` steps (0: the whole rollout), minibatches are whole
+sequences, and the loss re-runs the core over each from its stored carry.
+
 Defaults are the authors' published CartPole-v1 settings (github.com/mttga/purejaxql,
 ``purejaxql/config/alg/pqn_cartpole.yaml``, commit 970ecce): 32 envs × 64 steps, 4 epochs ×
 16 minibatches, 2 × 256 LayerNorm MLP, RAdam lr 1e-4 decayed linearly, gradient norm 10,
@@ -36,8 +42,17 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 from purerl.algorithms import value_based as vb
 from purerl.algorithms.common import QUICK_ROLLOUT, check_shared_fields, require
 from purerl.algorithms.core import Algorithm, register
-from purerl.algorithms.rollout import Rollout, collect, flatten_steps, minibatch_epochs
+from purerl.algorithms.rollout import (
+    Rollout,
+    check_recurrent_fields,
+    collect,
+    flatten_steps,
+    minibatch_epochs,
+    sequence_length,
+    sequences,
+)
 from purerl.envs import VecEnv, VecEnvState
+from purerl.recurrent import carries_after, initial_carry, is_recurrent, unroll
 from purerl.returns import lambda_returns
 from purerl.value import squared_loss
 
@@ -50,7 +65,8 @@ class Config(eqx.Module):
     ``layer_norm`` puts LayerNorm before every hidden activation (the paper's default;
     switch it off to see why it matters). ``network`` as in DQN: ``"auto"`` picks the MinAtar
     CNN for 10×10×C observations. ``anneal_lr`` decays the learning rate linearly to 0 over
-    the run's updates.
+    the run's updates. ``recurrent``, ``core_size``, ``sequence_length``: recurrent PQN (as in
+    ``ppo.Config``); ``num_minibatches`` then splits the per-env sequences.
     """
 
     env_id: str = eqx.field(static=True, default="CartPole-v1")
@@ -74,6 +90,9 @@ class Config(eqx.Module):
     epsilon_end: Real[ArrayLike, ""] = 0.2
     exploration_fraction: Real[ArrayLike, ""] = 0.2
     max_grad_norm: Real[ArrayLike, ""] = 10.0
+    recurrent: str = eqx.field(static=True, default="none")
+    core_size: int = eqx.field(static=True, default=64)
+    sequence_length: int = eqx.field(static=True, default=0)
 
     def __check_init__(self):
         check_config(self)
@@ -92,6 +111,7 @@ def check_config(c: Config) -> None:
     )
     require((c.lambda_ >= 0) & (c.lambda_ <= 1), "lambda_", f"must be in [0, 1], got {c.lambda_}")
     require(c.reward_scale > 0, "reward_scale", f"must be > 0, got {c.reward_scale}")
+    check_recurrent_fields(c)
 
 
 def iteration_steps(c: Config) -> int:
@@ -109,6 +129,7 @@ class State(eqx.Module):
     opt_state: Any
     key: PRNGKeyArray
     iteration: Int[Array, ""]
+    carry: Any = None  # a recurrent agent's carry in each env ([num_envs, ...]), else None
 
     @property
     def env_steps(self) -> Int[Array, ""]:
@@ -132,17 +153,28 @@ def init(key: PRNGKeyArray, config: Config, *, network: Any = None) -> State:
     factory mapping one observation to Q-values) and its optimizer state."""
     env = VecEnv.make(config.env_id, num_envs=config.num_envs)
     key, env_key, net_key = jax.random.split(key, 3)
-    q_net = vb.make_q_network(net_key, env, config, network, layer_norm=config.layer_norm)
+    q_net = vb.make_q_network(
+        net_key, env, config, network, layer_norm=config.layer_norm, recurrent=config.recurrent
+    )
     opt_state = make_optimizer(config).init(eqx.filter(q_net, eqx.is_inexact_array))
     zero = jnp.zeros((), jnp.int32)
-    return State(config, env, env.reset(env_key), q_net, opt_state, key, zero)
+    carry = initial_carry(q_net, config.num_envs)
+    return State(config, env, env.reset(env_key), q_net, opt_state, key, zero, carry)
 
 
 def q_lambda_targets(q_net: Any, rollout: Rollout, c: Config) -> Float[Array, "T N"]:
     """Peng's Q(λ) targets of a rollout: ``lambda_returns`` with ``v_t = max_a Q(s_{t+1}, a)``
     from the true next observation (the final one where an episode ended)."""
-    # one time step at a time: a single [T·N] batch ran 3× slower on CPU (cache misses)
-    v_t = jax.lax.map(lambda obs: jnp.max(jax.vmap(q_net)(obs), axis=-1), rollout.next_obs)
+    if is_recurrent(q_net):  # each next_obs seen with the carry after its step
+        after = carries_after(rollout.extras["carry"], rollout.final_carry)
+        no_reset = jnp.zeros(rollout.reward.shape[1:], bool)
+        v_t = jax.lax.map(
+            lambda x: jnp.max(jax.vmap(q_net)(x[0], x[1], no_reset)[1], axis=-1),
+            (after, rollout.next_obs),
+        )
+    else:
+        # one time step at a time: a single [T·N] batch ran 3× slower on CPU (cache misses)
+        v_t = jax.lax.map(lambda obs: jnp.max(jax.vmap(q_net)(obs), axis=-1), rollout.next_obs)
     return lambda_returns(
         c.reward_scale * rollout.reward,
         rollout.discount(c.gamma),
@@ -153,8 +185,12 @@ def q_lambda_targets(q_net: Any, rollout: Rollout, c: Config) -> Float[Array, "T
 
 
 def _loss(q_net: Any, batch: dict[str, Array]) -> tuple[Array, dict[str, Array]]:
-    q = jax.vmap(q_net)(batch["obs"])
-    q_a = jnp.take_along_axis(q, batch["action"][:, None], axis=-1)[:, 0]
+    if "carry" in batch:  # sequences [L, B]: re-run the core from the stored carries
+        start = jax.tree.map(lambda x: x[0], batch["carry"])
+        q = unroll(q_net, start, batch["obs"], batch["first"])[1]
+    else:
+        q = jax.vmap(q_net)(batch["obs"])
+    q_a = jnp.take_along_axis(q, batch["action"][..., None], axis=-1)[..., 0]
     return jnp.mean(squared_loss(batch["target"] - q_a)), {"q_mean": jnp.mean(q_a)}
 
 
@@ -176,10 +212,15 @@ def step(state: State) -> tuple[State, dict[str, Array]]:
     eps = vb.epsilon(c, state.env_steps)
     policy = vb.epsilon_greedy_policy(state.network, eps)
     env_state, rollout, episodes = collect(
-        rollout_key, state.env, state.env_state, policy, c.num_steps
+        rollout_key, state.env, state.env_state, policy, c.num_steps, carry=state.carry
     )
     targets = q_lambda_targets(state.network, rollout, c)
-    batch = flatten_steps({"obs": rollout.obs, "action": rollout.action, "target": targets})
+    data = {"obs": rollout.obs, "action": rollout.action, "target": targets}
+    if c.recurrent == "none":
+        batch, axis = flatten_steps(data), 0
+    else:  # whole per-env sequences, each with the carry it started from
+        data |= {"first": rollout.first, "carry": rollout.extras["carry"]}
+        batch, axis = sequences(data, sequence_length(c)), 1
     (q_net, opt_state), info = minibatch_epochs(
         _update(make_optimizer(c)),
         (state.network, state.opt_state),
@@ -187,11 +228,13 @@ def step(state: State) -> tuple[State, dict[str, Array]]:
         batch,
         epochs=c.update_epochs,
         num_minibatches=c.num_minibatches,
+        axis=axis,
     )
     state = eqx.tree_at(
-        lambda s: (s.env_state, s.network, s.opt_state, s.key, s.iteration),
+        lambda s: (s.env_state, s.network, s.opt_state, s.key, s.iteration, s.carry),
         state,
-        (env_state, q_net, opt_state, key, state.iteration + 1),
+        (env_state, q_net, opt_state, key, state.iteration + 1, rollout.final_carry),
+        is_leaf=lambda x: x is None,
     )
     metrics = {**jax.tree.map(jnp.mean, info), **episodes, "epsilon": eps}
     return state, {**metrics, "env_steps": state.env_steps}

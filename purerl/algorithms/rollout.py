@@ -14,11 +14,21 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, Real
 
-from purerl.algorithms.common import finished_episode_stats
+from purerl.algorithms.common import finished_episode_stats, require
 from purerl.algorithms.core import Policy
 from purerl.envs import VecEnv, VecEnvState
+from purerl.recurrent import CORES
 
-__all__ = ["Rollout", "collect", "flatten_steps", "sequences", "minibatch_epochs"]
+__all__ = [
+    "Rollout",
+    "collect",
+    "flatten_steps",
+    "sequences",
+    "minibatch_epochs",
+    "recurrent_core",
+    "sequence_length",
+    "check_recurrent_fields",
+]
 
 
 class Rollout(eqx.Module):
@@ -143,3 +153,43 @@ def minibatch_epochs(
         return jax.lax.scan(lambda c, idx: update(c, take(idx)), carry, order)
 
     return jax.lax.scan(epoch, carry, jax.random.split(key, epochs))
+
+
+def recurrent_core(c: Any) -> str:
+    """The recurrent core a config asks for (``"none"``: feed-forward). Only configs with a
+    ``recurrent`` field (PPO's, PQN's) have a recurrent path."""
+    return getattr(c, "recurrent", "none")
+
+
+def check_recurrent_fields(c: Any) -> None:
+    """Environment-free checks of the recurrent fields (``recurrent``, ``core_size``,
+    ``sequence_length``) of a config that has them."""
+    require(
+        c.recurrent in ("none", *CORES),
+        "recurrent",
+        f"must be 'none' or one of {list(CORES)}, got {c.recurrent!r}",
+    )
+    require(c.core_size > 0, "core_size", f"must be > 0, got {c.core_size}")
+    if c.num_steps <= 0 or c.num_envs <= 0 or c.num_minibatches <= 0:
+        return  # the shared checks name those fields
+    length = sequence_length(c)
+    require(
+        length > 0 and c.num_steps % length == 0,
+        "sequence_length",
+        f"must divide the rollout num_steps = {c.num_steps} (0: the whole rollout), "
+        f"got {c.sequence_length}",
+    )
+    if c.recurrent != "none":
+        sequences = c.num_envs * c.num_steps // length
+        require(
+            sequences % c.num_minibatches == 0,
+            "num_minibatches",
+            f"must divide the number of sequences num_envs × num_steps / sequence_length = "
+            f"{sequences} (a recurrent minibatch is whole sequences), got {c.num_minibatches}",
+        )
+
+
+def sequence_length(c: Any) -> int:
+    """Length of the per-env sequences a recurrent loss re-runs its core over
+    (``sequence_length``, 0 meaning the whole rollout ``num_steps``)."""
+    return c.sequence_length or c.num_steps

@@ -15,6 +15,7 @@ from purerl.algorithms.core import Policy, build_network
 from purerl.envs import VecEnv
 from purerl.networks import TORSOS, QNetwork, torso_for
 from purerl.policies import epsilon_greedy, greedy, linear_schedule
+from purerl.recurrent import RecurrentQNetwork, initial_carry, is_recurrent
 
 __all__ = [
     "check_q_fields",
@@ -55,13 +56,26 @@ def make_q_network(
     *,
     dueling: bool = False,
     layer_norm: bool = False,
+    recurrent: str = "none",
 ) -> eqx.Module:
     """The Q-network for ``env`` (one observation → Q-values ``[num_actions]``): the user's
     ``network`` (module or factory, see ``core.build_network``) or the default, whose torso
     ``c.network`` picks (``"auto"``: MLP for flat observations, MinAtar CNN for small images,
-    Nature CNN for ≥ 36×36 images)."""
+    Nature CNN for ≥ 36×36 images). ``recurrent="gru"``/``"lstm"``: a ``RecurrentQNetwork``
+    (``(carry, obs, first) -> (carry, Q-values)``) with ``c.core_size`` units."""
 
-    def default(k: PRNGKeyArray) -> QNetwork:
+    def default(k: PRNGKeyArray) -> QNetwork | RecurrentQNetwork:
+        if recurrent != "none":
+            return RecurrentQNetwork(
+                env.obs_shape,
+                env.num_actions,
+                hidden_sizes=c.hidden_sizes,
+                activation=c.activation,
+                core=recurrent,
+                core_size=c.core_size,
+                layer_norm=layer_norm,
+                key=k,
+            )
         return QNetwork(
             env.obs_shape,
             env.num_actions,
@@ -73,7 +87,7 @@ def make_q_network(
             key=k,
         )
 
-    return build_network(network, key, env, default)
+    return build_network(network, key, env, default, recurrent=recurrent != "none")
 
 
 def epsilon(c: Any, env_steps: Int[Array, ""]) -> Float[Array, ""]:
@@ -92,11 +106,31 @@ def _greedy_act(network, key, obs, carry, first):
     return greedy(jax.vmap(network)(obs)), carry, {}
 
 
+def _recurrent_epsilon_greedy_act(params, key, obs, carry, first):
+    network, eps = params
+    new_carry, q = jax.vmap(network)(carry, obs, first)
+    # the carry *before* the step: a loss re-runs the core from it (resetting at ``first``)
+    return epsilon_greedy(key, q, eps), new_carry, {"carry": carry}
+
+
+def _recurrent_greedy_act(network, key, obs, carry, first):
+    new_carry, q = jax.vmap(network)(carry, obs, first)
+    return greedy(q), new_carry, {}
+
+
 def epsilon_greedy_policy(network: Any, eps: Float[Array, ""]) -> Policy:
-    """ε-greedy on ``network``'s Q-values (params ``(network, ε)``), nothing extra stored."""
+    """ε-greedy on ``network``'s Q-values (params ``(network, ε)``), nothing extra stored (a
+    recurrent network stores the carry before each step)."""
+    if is_recurrent(network):
+        return Policy(
+            (network, eps), _recurrent_epsilon_greedy_act, lambda p, n: initial_carry(p[0], n)
+        )
     return Policy((network, eps), _epsilon_greedy_act)
 
 
 def greedy_policy(state: Any) -> Policy:
-    """Greedy on ``state.network``'s Q-values: how DQN and PQN are evaluated."""
+    """Greedy on ``state.network``'s Q-values: how DQN and PQN are evaluated (a recurrent
+    network carries its memory through each episode)."""
+    if is_recurrent(state.network):
+        return Policy(state.network, _recurrent_greedy_act, initial_carry)
     return Policy(state.network, _greedy_act)

@@ -11,6 +11,7 @@ only place that knows gymnax's ``step`` signature.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from typing import Any, NamedTuple
 
@@ -20,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
-from purerl.envs import gridworld, inventory, probes
+from purerl.envs import gridworld, inventory, memory, probes
 from purerl.envs.discrete import tabular_states
 from purerl.envs.gridworld import RobotInRoom
 from purerl.envs.inventory import Inventory
@@ -30,6 +31,7 @@ from purerl.types import Timestep, Transition
 __all__ = [
     "make",
     "check_env_id",
+    "split_env_id",
     "registered",
     "VecEnv",
     "VecEnvState",
@@ -40,7 +42,7 @@ __all__ = [
     "Inventory",
 ]
 
-_PURERL_ENVS = {**probes.PROBES, **gridworld.ENVS, **inventory.ENVS}
+_PURERL_ENVS = {**probes.PROBES, **gridworld.ENVS, **inventory.ENVS, **memory.ENVS}
 
 
 def registered() -> list[str]:
@@ -48,9 +50,53 @@ def registered() -> list[str]:
     return sorted({*gymnax.registered_envs, *_PURERL_ENVS})
 
 
+def split_env_id(env_id: str) -> tuple[str, dict[str, int | float]]:
+    """``"MemoryChain-bsuite?memory_length=10"`` → ``("MemoryChain-bsuite", {"memory_length":
+    10})``: an id may end in ``?name=value&name=value`` setting fields of the environment's
+    params (numbers only). The id alone comes back with ``{}``.
+
+    Raises:
+        ValueError: a malformed ``name=value`` or a value that is not a finite number.
+    """
+    base, _, query = str(env_id).partition("?")
+    if not _:
+        return base, {}
+    changes: dict[str, int | float] = {}
+    for item in query.split("&"):
+        name, eq, text = item.partition("=")
+        if not eq or not name.isidentifier():
+            raise ValueError(f"env: expected ID?name=value&..., got {env_id!r}")
+        try:
+            value: int | float = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                value = float("nan")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"env: parameter {name} must be a finite number, got {text!r}")
+        changes[name] = value
+    return base, changes
+
+
+def _with_params(params: Any, changes: dict[str, int | float], env_id: str) -> Any:
+    known = [f.name for f in dataclasses.fields(params)] if dataclasses.is_dataclass(params) else []
+    unknown = sorted(set(changes) - set(known))
+    if unknown:
+        raise ValueError(
+            f"env: {env_id.partition('?')[0]} has no parameter {', '.join(unknown)}; "
+            f"its parameters are {known}"
+        )
+    return params.replace(**changes) if changes else params
+
+
 def check_env_id(env_id: str) -> None:
-    """Raise ``ValueError`` for an unknown environment id, naming the closest known ids."""
+    """Raise ``ValueError`` for an unknown environment id, naming the closest known ids (an id
+    may set environment parameters: ``ID?name=value``, see ``split_env_id``)."""
+    env_id, changes = split_env_id(env_id)
     if env_id in _PURERL_ENVS or env_id in gymnax.registered_envs:
+        if changes:  # build the params: names an unknown field
+            _with_params(make(env_id)[1], changes, env_id)
         return
     close = difflib.get_close_matches(str(env_id), registered(), n=3, cutoff=0.4)
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
@@ -58,19 +104,23 @@ def check_env_id(env_id: str) -> None:
 
 
 def make(env_id: str, **env_kwargs: Any) -> tuple[Any, Any]:
-    """Build an environment by id: ``(env, env_params)``.
+    """Build an environment by id: ``(env, env_params)``. ``ID?name=value&...`` sets fields
+    of the params (e.g. ``"MemoryChain-bsuite?memory_length=10"``).
 
     Raises:
         ValueError: for an unknown id, naming the closest known ids.
     """
     check_env_id(env_id)
-    if env_id in _PURERL_ENVS:
-        env = _PURERL_ENVS[env_id](**env_kwargs)
-        return env, env.default_params
-    # Some constructors compute with jnp in Python control flow (FourRooms-misc): run them
-    # eagerly even when ``make`` is called inside a trace (an algorithm's jitted ``init``).
-    with jax.ensure_compile_time_eval():
-        return gymnax.make(env_id, **env_kwargs)
+    base, changes = split_env_id(env_id)
+    if base in _PURERL_ENVS:
+        env = _PURERL_ENVS[base](**env_kwargs)
+        params = env.default_params
+    else:
+        # Some constructors compute with jnp in Python control flow (FourRooms-misc): run them
+        # eagerly even when ``make`` is called inside a trace (an algorithm's jitted ``init``).
+        with jax.ensure_compile_time_eval():
+            env, params = gymnax.make(base, **env_kwargs)
+    return env, _with_params(params, changes, env_id)
 
 
 class VecEnvState(eqx.Module):
