@@ -180,13 +180,13 @@ def plot(rows: list[dict], path: Path) -> None:
             x = [p[0] for p in pts]
             y = np.array([[p[1]["iqm"], p[1]["iqm_ci_low"], p[1]["iqm_ci_high"]] for p in pts])
             axes[1].plot(x, y[:, 0], "o-", label=name)
+            axes[1].set_xticks(x)
             axes[1].fill_between(x, y[:, 1], y[:, 2], alpha=0.2)
     axes[1].axhline(0.8, color="grey", ls=":", label="solved (0.8)")
     axes[1].set(
         xlabel="memory length",
         ylabel="final greedy return IQM (95% CI)",
         title="MemoryChain-bsuite",
-        xscale="log",
     )
     axes[1].legend()
     fig.tight_layout()

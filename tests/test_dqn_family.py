@@ -379,7 +379,7 @@ def test_combined_switches_vmap_equals_one_by_one():
     for i in range(2):
         _, m = one(keys[i])
         for k in m:
-            if k in ("loss", "q_mean"):
+            if k in ("loss", "q_mean", "epsilon"):  # ε: a schedule, may differ by 1 ulp
                 np.testing.assert_allclose(vm[k][i], m[k], rtol=1e-5, atol=1e-6, err_msg=k)
             else:
                 np.testing.assert_array_equal(vm[k][i], m[k], err_msg=k)

@@ -248,8 +248,16 @@ def test_checkpoint_then_resume_is_bit_exact_with_carries(module, kw, tmp_path):
     config = _quick(module, **kw)
     whole = purerl.run(name, config=config, seeds=2, out=tmp_path / "whole", progress=False)
     cut = tmp_path / "cut"
-    with pytest.raises(_Stop):
-        purerl.run(name, config=config, seeds=2, out=cut, progress=False, sinks=[_StopAtChunk(1)])
+    with pytest.raises(_Stop):  # once chunk 0's checkpoint is handed to the writer
+        purerl.run(
+            name,
+            config=config,
+            seeds=2,
+            out=cut,
+            progress=False,
+            sinks=[_StopAtChunk(1)],
+            checkpoint_every=1,
+        )
     deadline = time.time() + 60
     while not (cut / "checkpoint.npz").exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -293,8 +301,8 @@ MEMORY = 6  # the cue 6 steps back
 def test_recurrent_ppo_remembers_and_feed_forward_ppo_cannot():
     common = dict(
         env_id=f"MemoryProbe-v0?memory_length={MEMORY}",
-        total_steps=16_384,
-        eval_every=8192,
+        total_steps=32_768,
+        eval_every=16_384,
         eval_envs=64,
         num_envs=8,
         num_steps=64,

@@ -225,7 +225,10 @@ def test_vmapped_run_equals_runs_one_by_one_and_is_deterministic():
         state, metrics = single(keys[i])
         np.testing.assert_array_equal(state.Q, state_v.Q[i])
         for k in metrics:
-            np.testing.assert_array_equal(metrics[k], metrics_v[k][i], err_msg=k)
+            if k == "epsilon":  # a schedule: XLA may round it 1 ulp differently under vmap
+                np.testing.assert_allclose(metrics[k], metrics_v[k][i], rtol=1e-6, err_msg=k)
+            else:  # what the agent did agrees exactly
+                np.testing.assert_array_equal(metrics[k], metrics_v[k][i], err_msg=k)
     again, _ = single(keys[0])
     np.testing.assert_array_equal(again.Q, state_v.Q[0])
     assert not np.array_equal(state_v.Q[0], state_v.Q[1])  # different seeds differ
