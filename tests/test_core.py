@@ -6,7 +6,6 @@ Each algorithm's ``quick_config()`` keeps these runs to a second or two."""
 
 import dataclasses
 import logging
-import time
 
 import equinox as eqx
 import jax
@@ -14,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jaxtyping import Array, Float
+from resume_check import check_interrupted_resume_is_bit_exact
 
 import purerl
 from purerl.algorithms import core
@@ -256,44 +256,9 @@ def test_two_point_sweep_compiles_once(name):
     assert result.metrics["eval_return"].shape[:2] == (2, 2)
 
 
-class _Interrupt(Exception):
-    pass
-
-
-class _FailAtChunk:
-    """A logging sink that raises when chunk ``n`` arrives: the run stops as if killed, after
-    the checkpoints of the earlier chunks were handed to the writer."""
-
-    def __init__(self, n):
-        self.n = n
-
-    def open(self, info):
-        pass
-
-    def write(self, chunk, metrics):
-        if chunk >= self.n:
-            raise _Interrupt
-
-    def close(self):
-        pass
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_checkpoint_then_resume_is_bit_exact(name, tmp_path):
-    config = core.get(name).quick_config()
-    whole = purerl.run(name, config=config, seeds=2, out=tmp_path / "whole", progress=False)
-    cut = tmp_path / "cut"
-    with pytest.raises(_Interrupt):
-        purerl.run(name, config=config, seeds=2, out=cut, progress=False, sinks=[_FailAtChunk(1)])
-    deadline = time.time() + 60
-    while not (cut / "checkpoint.npz").exists() and time.time() < deadline:
-        time.sleep(0.05)  # the background writer finishes the first checkpoint
-    resumed = purerl.resume(cut, progress=False)
-    assert resumed.summary["resumed_at_chunk"] == 1
-    for k, v in whole.metrics.items():
-        np.testing.assert_array_equal(resumed.metrics[k], v, err_msg=k)
-    for a, b in zip(_arrays(resumed.state), _arrays(whole.state), strict=True):
-        np.testing.assert_array_equal(a, b)
+    check_interrupted_resume_is_bit_exact(name, core.get(name).quick_config(), tmp_path)
 
 
 # ------------------------------------------------------------------ the toy gets everything

@@ -3,15 +3,13 @@ cut into whole per-env sequences, recurrent PPO and rPQN remember what a feed-fo
 cannot, and everything the contract promises (determinism, vmap, checkpoint/resume) holds with
 carries in the state."""
 
-import time
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from resume_check import check_interrupted_resume_is_bit_exact
 
-import purerl
 from purerl.algorithms import a2c, ppo, pqn
 from purerl.algorithms import actor_critic as ac
 from purerl.algorithms.rollout import collect, minibatch_epochs, sequences
@@ -223,51 +221,11 @@ def test_same_key_same_bits_and_vmap_equals_one_by_one(module, kw):
             np.testing.assert_allclose(a[i], b, rtol=1e-4, atol=1e-5)
 
 
-class _Stop(Exception):
-    pass
-
-
-class _StopAtChunk:
-    def __init__(self, n):
-        self.n = n
-
-    def open(self, info):
-        pass
-
-    def write(self, chunk, metrics):
-        if chunk >= self.n:
-            raise _Stop
-
-    def close(self):
-        pass
-
-
 @pytest.mark.parametrize("module,kw", RECURRENT)
 def test_checkpoint_then_resume_is_bit_exact_with_carries(module, kw, tmp_path):
-    name = module.ALGORITHM.name
     config = _quick(module, **kw)
-    whole = purerl.run(name, config=config, seeds=2, out=tmp_path / "whole", progress=False)
-    cut = tmp_path / "cut"
-    with pytest.raises(_Stop):  # once chunk 0's checkpoint is handed to the writer
-        purerl.run(
-            name,
-            config=config,
-            seeds=2,
-            out=cut,
-            progress=False,
-            sinks=[_StopAtChunk(1)],
-            checkpoint_every=1,
-        )
-    deadline = time.time() + 60
-    while not (cut / "checkpoint.npz").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    resumed = purerl.resume(cut, progress=False)
-    assert resumed.summary["resumed_at_chunk"] == 1
-    for k, v in whole.metrics.items():
-        np.testing.assert_array_equal(resumed.metrics[k], v, err_msg=k)
+    resumed = check_interrupted_resume_is_bit_exact(module.ALGORITHM.name, config, tmp_path)
     assert resumed.state.carry is not None
-    for a, b in zip(_arrays(resumed.state), _arrays(whole.state), strict=True):
-        np.testing.assert_array_equal(a, b)
 
 
 def test_recurrent_bootstrap_values_are_the_next_steps_values():
