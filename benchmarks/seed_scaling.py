@@ -5,8 +5,9 @@ For every algorithm and number of seeds (1, 4, 16, 64, 256) one fresh process me
 - ``monolithic``: ``jax.jit(jax.vmap(make_train(config)))(keys)`` — the whole run as one
   compiled call, no progress, nothing written;
 - ``chunked``: ``purerl.run(...)`` — the same computation driven one evaluation period per
-  compiled call, with the progress bar, metrics pulled to the host after every chunk and a
-  checkpoint of the whole state (replay buffer included) written after every chunk.
+  compiled call, with the progress bar, metrics pulled to the host after every chunk and
+  checkpoints of the whole state (replay buffer included) at purerl's default cadence: at most
+  one a minute of training, and one at the end (``checkpoints`` in the output counts them).
 
 Both shard the seeds over every XLA host device (one per core). Training time excludes
 compilation; the overhead is ``chunked / monolithic − 1``.
@@ -45,6 +46,7 @@ def run_cell(algo: str, seeds: int, mode: str) -> dict:
     module = ALGORITHMS[algo]
     config = module.Config(env_id="CartPole-v1", **CELLS[algo])
     if mode == "chunked":
+        written = _count_checkpoints()
         with tempfile.TemporaryDirectory() as out, open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 2)  # the progress bar is drawn, into /dev/null
             result = purerl.run(
@@ -54,7 +56,7 @@ def run_cell(algo: str, seeds: int, mode: str) -> dict:
         s = result.summary
         compile_s, train_s = s["compile_seconds"], s["train_seconds"]
         final = result.metrics["eval_return"][0, :, -1]
-        extra = {"checkpoint_mb": checkpoint_mb}
+        extra = {"checkpoint_mb": checkpoint_mb, "checkpoints": len(written)}
     else:
         # the keys purerl.run gives seeds 0..seeds-1, so both modes train the same agents
         keys, sharding = sharded_keys(seeds, per_seed=True)
@@ -74,6 +76,20 @@ def run_cell(algo: str, seeds: int, mode: str) -> dict:
         "final_return_mean": float(np.mean(final)),
         **extra,
     }
+
+
+def _count_checkpoints() -> list[int]:
+    """The ``chunks_done`` of every checkpoint the run hands to its writer, as it goes."""
+    from purerl import checkpoint
+
+    written, submit = [], checkpoint.AsyncSaver.submit
+
+    def counted(self, path, state, extra, meta):
+        written.append(meta["chunks_done"])
+        submit(self, path, state, extra, meta)
+
+    checkpoint.AsyncSaver.submit = counted
+    return written
 
 
 def _table(rows: list[dict]) -> str:
@@ -156,6 +172,7 @@ def main() -> None:
                     "chunked_sps": steps / chunked,
                     "compile_s": min(c["compile_s"] for c in cells["chunked"]),
                     "checkpoint_mb": cells["chunked"][0]["checkpoint_mb"],
+                    "checkpoints": cells["chunked"][0]["checkpoints"],
                     "repeats": repeats,
                 }
             )

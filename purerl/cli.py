@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from purerl.algorithms import ALGORITHMS
 
@@ -92,15 +95,26 @@ def _add_train(sub) -> None:
     )
     train.add_argument(
         "--devices",
-        default=None,
-        help="shard runs over N devices, or 'all' (on a CPU: N host devices, one per core)",
+        default="auto",
+        help="shard runs over N devices, or 'all' (on a CPU: N host devices, one per core); "
+        "default 'auto': on a CPU one host device per core, else every accelerator (either "
+        "way the most that divide configs × seeds; a resume: as many as the run used)",
     )
     train.add_argument(
         "--checkpoint-every",
         type=int,
-        default=1,
+        default=None,
         metavar="K",
-        help="checkpoint every K evaluation periods and at the end (0: never; default 1)",
+        help="checkpoint every K evaluation periods and at the end (0: never); default: by "
+        "time, see --checkpoint-seconds",
+    )
+    train.add_argument(
+        "--checkpoint-seconds",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="without --checkpoint-every: checkpoint at most once every S seconds of training, "
+        "and at the end (default 60)",
     )
     train.add_argument(
         "--tensorboard", action="store_true", help="log to OUT/tensorboard (needs tensorboardX)"
@@ -141,19 +155,97 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _force_host_devices(devices: str | None, argv: Sequence[str] | None) -> None:
-    """On a CPU, JAX shows one device unless told before it starts; harmless on a GPU.
+def _cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
-    JAX has started by now (importing gymnax creates arrays), so when the flag is missing the
-    command restarts itself once with it set (only from the command line: ``argv is None``;
-    a ``main([...])`` call from Python gets the ``devices`` error of ``purerl.run`` instead).
+
+def _host_devices(
+    devices: str,
+    *,
+    platform: str,
+    environ: Mapping[str, str],
+    cores: int,
+    batch: int | None = None,
+    recorded: int | None = None,
+) -> int:
+    """How many CPU host devices ``purerl train`` starts JAX with (1: leave JAX as it is).
+
+    Args:
+        devices: the ``--devices`` value: ``auto`` (default), ``all`` or a number.
+        platform: the platform JAX started on (``cpu``, ``gpu``, ...).
+        environ: the environment; a host device count set in it (``XLA_FLAGS``,
+            ``JAX_NUM_CPU_DEVICES``) is the user's choice and is kept.
+        cores: CPU cores available.
+        batch: configs × seeds of a new run (``None``: a resume).
+        recorded: the device count a resumed run's folder records.
+
+    Returns:
+        ``auto`` on a CPU: the most host devices up to ``cores`` that divide ``batch``, or, on a
+        resume, the ``recorded`` count (bit-exact resumes need it); on an accelerator: 1.
+        ``all``: ``cores``; a number: that number (harmless on an accelerator: the host devices
+        go unused).
     """
-    if devices is None or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+    flags = environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" in flags or "JAX_NUM_CPU_DEVICES" in environ:
+        return 1
+    if devices == "all":
+        return cores
+    if devices.isdigit():
+        return int(devices)
+    if devices != "auto" or platform != "cpu":
+        return 1  # a bad value: purerl.run names the problem, with any other
+    if batch is None:
+        return recorded or cores
+    return max(n for n in range(1, cores + 1) if batch % n == 0) if batch >= 1 else 1
+
+
+def _batch(args) -> int | None:
+    """configs × seeds of the run ``args`` ask for; ``None`` for a resume."""
+    if args.resume is not None:
+        return None
+    points = [len(values) for values in (_parse_sweep(args.sweep) or {}).values()]
+    return (1 if args.seeds is None else args.seeds) * math.prod(points)
+
+
+def _recorded_devices(folder: str | None) -> int | None:
+    """The device count recorded in ``folder/config.json`` (``None`` if it cannot be read:
+    the resume itself then says what is wrong)."""
+    if folder is None:
+        return None
+    try:
+        n = json.loads((Path(folder) / "config.json").read_text())["num_devices"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    return n if type(n) is int and n >= 1 else None
+
+
+def _force_host_devices(args, argv: Sequence[str] | None) -> None:
+    """On a CPU, JAX shows one device unless told before it starts (``_host_devices`` says
+    how many ``purerl train`` wants).
+
+    JAX has started by now (importing gymnax creates arrays, so the platform is known without
+    starting anything more), so when more host devices are wanted the command restarts itself
+    once with ``XLA_FLAGS`` set (only from the command line: ``argv is None``; a
+    ``main([...])`` call from Python uses the devices JAX has, and an explicit count it lacks
+    gets the ``devices`` error of ``purerl.run``).
+    """
+    if argv is not None:  # from Python the env var would only leak into subprocesses
         return
-    if devices != "all" and not devices.isdigit():
-        return  # purerl.run names the problem, with any other
-    n = (os.cpu_count() or 1) if devices == "all" else int(devices)
-    if argv is None and n > 1:  # from Python the env var would only leak into subprocesses
+    import jax
+
+    n = _host_devices(
+        args.devices,
+        platform=jax.default_backend(),
+        environ=os.environ,
+        cores=_cores(),
+        batch=_batch(args),
+        recorded=_recorded_devices(args.resume),
+    )
+    if n > 1:
         flag = f"--xla_force_host_platform_device_count={n}"
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip()
         sys.stdout.flush()
@@ -183,7 +275,8 @@ def _print_summary(result) -> None:
         )
     print(
         f"compile {s['compile_seconds']:.1f} s, train {s['train_seconds']:.1f} s, "
-        f"{s['env_steps_per_second']:,.0f} env steps/s"
+        f"{s['env_steps_per_second']:,.0f} env steps/s on {s['num_devices']} "
+        f"device{'s' * (s['num_devices'] != 1)}"
     )
     if result.out is not None:
         print(f"results written to {result.out}")
@@ -205,8 +298,9 @@ def _train(args) -> int:
 
     common = dict(
         checkpoint_every=args.checkpoint_every,
+        checkpoint_seconds=args.checkpoint_seconds,
         progress=not args.no_progress,
-        devices=args.devices,
+        devices=None if args.devices == "auto" else args.devices,
         sinks=_sinks(args),
     )
     if args.resume is not None:
@@ -304,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("\n".join(registered()))
             return 0
         if args.command == "train":
-            _force_host_devices(args.devices, argv)
+            _force_host_devices(args, argv)
             return _train(args)
         if args.command == "plot":
             from purerl.plotting import plot_runs

@@ -360,6 +360,8 @@ KILL_ARGS = [
     "40000",
     *[a for k, v in TINY.items() for a in ("--set", f"{k}={v}")],  # 200 chunks of 200 steps
     "--no-progress",
+    "--devices",  # as many as the uninterrupted run in this process has
+    "1",
 ]
 
 
@@ -374,6 +376,7 @@ def test_a_run_killed_hard_and_resumed_is_bitwise_the_uninterrupted_run(tmp_path
 
     killed = tmp_path / "killed"
     cmd = [sys.executable, "-m", "purerl.cli", "train", *KILL_ARGS, "--out", str(killed)]
+    cmd += ["--checkpoint-every", "1"]  # checkpoints early, not after a minute (the default)
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 240
     while not (killed / "checkpoint.npz").exists() and time.time() < deadline:
@@ -411,6 +414,49 @@ def test_resuming_into_a_folder_with_another_config_is_refused(finished_run):
         purerl.experiment.resume(out, algorithm="ppo", progress=False)
     after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     assert before == after
+
+
+def test_checkpoints_come_by_time_by_default_or_every_k_chunks():
+    from purerl.experiment.driver import RunSettings, _checkpoint_due
+
+    assert RunSettings().checkpoint_every is None and RunSettings().checkpoint_seconds == 60.0
+
+    def due(every, seconds, since):  # the chunks (1-based, of 10) that end with a checkpoint
+        return [i + 1 for i in range(10) if _checkpoint_due(i, 10, every, seconds, since)]
+
+    assert due(None, 60.0, 59.9) == [10]  # less than a minute since the last: only the end
+    assert due(None, 60.0, 60.0) == list(range(1, 11))
+    assert due(None, float("inf"), 1e9) == [10]
+    assert due(3, 60.0, 0.0) == [3, 6, 9, 10]  # an explicit count ignores the clock
+    assert due(1, 60.0, 0.0) == list(range(1, 11))
+    assert due(0, 0.0, 1e9) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, written",
+    [
+        (dict(checkpoint_seconds=3600.0), [5]),
+        (dict(checkpoint_seconds=0.0), [1, 2, 3, 4, 5]),
+        (dict(checkpoint_every=2), [2, 4, 5]),
+    ],
+)
+def test_a_run_writes_checkpoints_at_its_cadence(kwargs, written, tmp_path, monkeypatch):
+    from purerl import checkpoint
+
+    submitted = []
+    real = checkpoint.AsyncSaver.submit
+
+    def submit(self, path, state, extra, meta):
+        submitted.append(meta["chunks_done"])
+        real(self, path, state, extra, meta)
+
+    monkeypatch.setattr(checkpoint.AsyncSaver, "submit", submit)
+    out = tmp_path / "r"
+    kw = dict(seeds=2, steps=1000, overrides=TINY, out=out, progress=False)
+    purerl.run("dqn", "ConstantReward-probe", **kw, **kwargs)  # 5 chunks
+    assert submitted == written
+    with np.load(out / "checkpoint.npz") as data:
+        assert json.loads(str(data["meta.json"]))["chunks_done"] == 5
 
 
 def test_resume_needs_a_run_folder(tmp_path, capsys):
@@ -528,6 +574,70 @@ def test_cli_devices_on_a_cpu_needs_no_xla_flags(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "r" / "config.json").read_text())["num_devices"] == 2
+
+
+def test_purerl_train_picks_its_host_devices_from_the_cores_and_the_batch():
+    from purerl.cli import _host_devices
+
+    cpu = dict(platform="cpu", environ={}, cores=4)
+    assert _host_devices("auto", batch=8, **cpu) == 4  # one per core
+    assert _host_devices("auto", batch=6, **cpu) == 3  # the most that divide the batch
+    assert _host_devices("auto", batch=7, **cpu) == 1  # none divides: no restart
+    assert _host_devices("auto", batch=1, **cpu) == 1
+    assert _host_devices("auto", **cpu) == 4  # a resume with no record
+    assert _host_devices("auto", recorded=2, **cpu) == 2  # a resume: as many as the run used
+    assert _host_devices("1", batch=8, **cpu) == 1
+    assert _host_devices("8", batch=8, **cpu) == 8
+    assert _host_devices("all", batch=1, **cpu) == 4
+    assert _host_devices("abc", batch=8, **cpu) == 1  # purerl.run names the problem
+    # JAX runs on an accelerator: auto leaves it alone
+    assert _host_devices("auto", batch=8, platform="gpu", environ={}, cores=4) == 1
+    # the user already chose a host device count: kept, whatever --devices says
+    for environ in (
+        {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+        {"JAX_NUM_CPU_DEVICES": "2"},
+    ):
+        assert _host_devices("auto", batch=8, platform="cpu", environ=environ, cores=4) == 1
+        assert _host_devices("4", batch=8, platform="cpu", environ=environ, cores=4) == 1
+
+
+def test_purerl_train_shards_over_every_core_by_default_and_resumes_on_as_many(tmp_path):
+    """No --devices: the command restarts itself with one host device per core (2 divide the
+    2 seeds), records the count, and a resume on another count is refused."""
+    import os
+    import subprocess
+    import sys
+
+    import jax
+
+    from purerl.cli import _cores
+
+    if _cores() < 2:
+        pytest.skip("needs 2 CPU cores")
+    drop = ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")
+    env = {**{k: v for k, v in os.environ.items() if k not in drop}, "JAX_PLATFORMS": "cpu"}
+    out = tmp_path / "r"
+    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
+    args = ["train", "dqn", "--env", "ConstantReward-probe", "--steps", "400", "--seeds", "2"]
+    done = subprocess.run(
+        [sys.executable, "-m", "purerl.cli", *args, *sets, "--no-progress", "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "env steps/s on 2 devices" in done.stdout
+    assert json.loads((out / "summary.json").read_text())["num_devices"] == 2
+    assert json.loads((out / "config.json").read_text())["num_devices"] == 2
+
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(ValueError, match=r"^devices: .* sharded over 2 device\(s\); .* use 1"):
+        purerl.experiment.resume(out, devices=1, progress=False)
+    if len(jax.devices()) < 2:  # by default a resume asks for as many as the run used
+        with pytest.raises(ValueError, match=r"^devices: .* trained on 2 devices"):
+            purerl.experiment.resume(out, progress=False)
+    assert before == {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
 
 
 def test_a_misspelt_env_id_is_reported_before_other_bad_fields(capsys):

@@ -20,10 +20,13 @@ Results folder (``out``):
 - ``metrics.csv`` — tidy, one row per config × seed × iteration (swept values as columns);
 - ``eval.csv`` — tidy, one row per config × seed × evaluation;
 - ``summary.json`` — final greedy return per config: per seed, mean, median, IQM with a 95%
-  stratified-bootstrap interval; timings and throughput; ``diverged``: every run whose loss
+  stratified-bootstrap interval; timings, throughput and ``num_devices`` (the devices the runs
+  were sharded over; a resume must use as many); ``diverged``: every run whose loss
   or parameters went non-finite (config index, swept values, seed, env step), frozen at its
   last finite state (``core.run_periods``) while the others trained on;
-- ``checkpoint.npz`` — the last checkpoint (whole training state + metrics so far).
+- ``checkpoint.npz`` — the last checkpoint (whole training state + metrics so far), written at
+  most once a minute of training by default (``checkpoint_seconds``) and at the end, or every
+  ``checkpoint_every`` chunks.
 """
 
 from purerl.experiment.driver import RunSettings, resume, run, seed_sharding

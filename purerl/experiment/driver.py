@@ -67,19 +67,22 @@ def _parse_devices(devices: Any) -> list[jax.Device] | None:
 
 
 def seed_sharding(batch: int, devices: list[jax.Device] | None = None) -> NamedSharding:
-    """Sharding of the ``configs × seeds`` axis over as many ``devices`` as divide it evenly.
+    """Sharding of the ``configs × seeds`` axis over the most ``devices`` that divide it evenly.
 
-    Default devices: all accelerators (every host's, after ``jax.distributed.initialize()``);
-    on a CPU, one device. Sharding over several CPU host devices
-    (``XLA_FLAGS=--xla_force_host_platform_device_count=N``, then ``devices="all"``) runs each
-    device's share on its own core — an opt-in, about 2× DQN throughput on 2 cores.
+    Default devices: every device JAX shows — all accelerators (every host's, after
+    ``jax.distributed.initialize()``), or every CPU host device. JAX shows one CPU device
+    unless ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` is set before it starts
+    (``purerl train`` sets it, one per core); each host device runs its share on its own core,
+    about 2× DQN throughput on 2 cores.
     """
-    if devices is None:
-        every = jax.devices()
-        devices = every[:1] if every[0].platform == "cpu" else every
-    devices = list(devices)
-    n = math.gcd(int(batch), len(devices))
+    devices = jax.devices() if devices is None else list(devices)
+    n = _most_dividing(int(batch), len(devices))
     return NamedSharding(Mesh(np.array(devices[:n]), ("batch",)), PartitionSpec("batch"))
+
+
+def _most_dividing(batch: int, available: int) -> int:
+    """The largest device count ``<= available`` that divides ``batch`` (8 runs, 6 devices: 4)."""
+    return max(n for n in range(1, max(available, 1) + 1) if batch % n == 0)
 
 
 def _seed_keys(seeds: int, seed_offset: int, configs: int, sharding: NamedSharding) -> jax.Array:
@@ -111,9 +114,13 @@ class RunSettings:
         out: results folder (``None``: nothing is written).
         overwrite: replace a non-empty ``out``.
         resume: continue the run recorded in ``out`` from its last checkpoint.
-        checkpoint_every: a checkpoint every this many chunks and at the end (0: none).
+        checkpoint_every: ``None``: time-based checkpoints (``checkpoint_seconds``); a number
+            K: a checkpoint every K chunks instead; 0: none. Always one at the end (unless 0).
+        checkpoint_seconds: with ``checkpoint_every=None``, a checkpoint once this many seconds
+            of training passed since the last one (checked after each chunk).
         progress: show a progress bar on stderr.
-        devices: devices for the batch axis: ``None``, ``"all"``, a number or a list.
+        devices: devices for the batch axis: ``None`` (every device; on a resume, as many as
+            the run used), ``"all"``, a number or a list.
         sinks: logging sinks fed between chunks.
         network: the user's network (module or factory), or ``None`` for the default.
     """
@@ -124,7 +131,8 @@ class RunSettings:
     out: str | Path | None = None
     overwrite: bool = False
     resume: bool = False
-    checkpoint_every: int = 1
+    checkpoint_every: int | None = None
+    checkpoint_seconds: float = 60.0
     progress: bool = True
     devices: Any = None
     sinks: Sequence[Any] = ()
@@ -144,7 +152,8 @@ def run(
     out: str | Path | None = None,
     overwrite: bool = False,
     resume: bool = False,
-    checkpoint_every: int = 1,
+    checkpoint_every: int | None = None,
+    checkpoint_seconds: float = 60.0,
     progress: bool = True,
     devices: Any = None,
     sinks: Sequence[Any] = (),
@@ -171,11 +180,21 @@ def run(
         overwrite: replace a non-empty ``out``.
         resume: continue the run in ``out`` from its last checkpoint; the requested run must be
             the one recorded in ``out/config.json``.
-        checkpoint_every: write a checkpoint every this many chunks (evaluation periods) and at
-            the end; 0 disables checkpoints.
+        checkpoint_every: ``None`` (default): checkpoints by time, at most one every
+            ``checkpoint_seconds`` of training; a number K: one every K chunks (evaluation
+            periods) instead. Either way one at the end; 0 disables checkpoints.
+        checkpoint_seconds: the least training time between two time-based checkpoints
+            (``inf``: only the final one). Ignored when ``checkpoint_every`` is a number.
         progress: show a progress bar on stderr.
-        devices: devices to shard the batch axis over: ``None`` (all accelerators, or one CPU),
-            ``"all"``, a number, or a list of devices. Results do not depend on it.
+        devices: devices to shard the batch axis over: ``None`` (every device JAX shows: all
+            accelerators, or every CPU host device), ``"all"``, a number, or a list of devices;
+            the batch goes over the most of them that divide it. On a CPU, JAX shows one
+            device unless ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` is set before
+            JAX is imported (``purerl train`` sets it to the number of cores). The count is
+            recorded (``num_devices`` in ``config.json`` and ``summary.json``): results are
+            reproducible bit for bit on the same machine *and* device count; another count
+            changes the last float bit of some gradients (XLA compiles the sharded program a
+            little differently), which long chaotic runs amplify.
         sinks: logging sinks (``purerl.sinks``) fed between chunks.
         network: your own network instead of the algorithm's default: an Equinox module or a
             factory ``(key, obs_shape, action_spec) -> module`` (``core.build_network``).
@@ -211,6 +230,7 @@ def run(
         overwrite=overwrite,
         resume=resume,
         checkpoint_every=checkpoint_every,
+        checkpoint_seconds=checkpoint_seconds,
         progress=progress,
         devices=devices,
         sinks=tuple(sinks),
@@ -229,11 +249,11 @@ def execute(
     """
     seeds, devices, config, points, configs = _checked(module, config, settings, errors)
     spec = _spec(module.name, config, settings, points)
-    path = _prepare_out(settings.out, settings.overwrite, settings.resume, spec)
+    sharding = seed_sharding(len(configs) * seeds, devices)
+    used = len(sharding.device_set)
+    path = _prepare_out(settings.out, settings.overwrite, settings.resume, spec, used)
     if settings.resume and path is not None:
         _check_checkpoint(path, (len(points), seeds), module, config)
-    batch = len(configs) * seeds
-    sharding = seed_sharding(batch, devices)
     keys = _seed_keys(seeds, settings.seed_offset, len(configs), sharding)
     stacked = _stack_configs(configs, seeds)
     if path is not None and not (path / "config.json").exists() and jax.process_index() == 0:
@@ -246,6 +266,7 @@ def execute(
     summary = _summarize(
         metrics, timing, config, points, seeds, diverged_at, int(settings.seed_offset)
     )
+    summary["num_devices"] = used
     result = Result(module.name, config, points, metrics, summary, path, state.agent)
     if path is not None and jax.process_index() == 0:
         write_results(result)
@@ -264,13 +285,24 @@ def _whole_number(name: str, value: Any, low: int, high: int = INT32_MAX) -> int
     return int(value)
 
 
+def _seconds(name: str, value: Any) -> float:
+    """``value`` as a number of seconds ``>= 0`` (``inf`` allowed), or ``ValueError``."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
+        raise ValueError(f"{name}: expected a number of seconds, got {value!r}")
+    if not float(value) >= 0:  # NaN fails too
+        raise ValueError(f"{name}: must be >= 0 seconds, got {value!r}")
+    return float(value)
+
+
 def _check_settings(settings: RunSettings, errors: _Errors) -> tuple[int, Any]:
     """``(seeds, devices)`` of ``settings``; each bad setting goes to ``errors``."""
     seeds = errors.attempt(_whole_number, "seeds", settings.seeds, 1)
     # PRNGKey(i) takes 32-bit seeds: a larger one would repeat a smaller one's stream
     last = 2**32 - (seeds or 1)
     errors.attempt(_whole_number, "seed_offset", settings.seed_offset, 0, last)
-    errors.attempt(_whole_number, "checkpoint_every", settings.checkpoint_every, 0)
+    if settings.checkpoint_every is not None:
+        errors.attempt(_whole_number, "checkpoint_every", settings.checkpoint_every, 0)
+    errors.attempt(_seconds, "checkpoint_seconds", settings.checkpoint_seconds)
     devices = errors.attempt(_parse_devices, settings.devices)
     return seeds or 1, devices
 
@@ -379,16 +411,19 @@ def resume(
     sweep: dict[str, Sequence[Any]] | None = None,
     progress: bool = True,
     devices: Any = None,
-    checkpoint_every: int = 1,
+    checkpoint_every: int | None = None,
+    checkpoint_seconds: float = 60.0,
     sinks: Sequence[Any] = (),
     network: Any = None,
 ) -> Result:
     """Continue the run recorded in ``out/config.json`` from its last checkpoint.
 
     The result is bit for bit the one an uninterrupted run would have given (same machine and
-    device count). Arguments left ``None`` are taken from the folder; any that are given must
-    agree with it (``ValueError`` listing the differences otherwise), so a resume never mixes
-    two different runs. A finished run is left as it is and its results are rewritten.
+    device count). Arguments left ``None`` are taken from the folder (``devices``: as many as
+    the run used); any that are given must agree with it (``ValueError`` listing the
+    differences otherwise; ``devices`` that shard the runs over another number of devices
+    are refused too), so a resume never mixes two different runs. A finished run is left as
+    it is and its results are rewritten.
 
     A damaged folder (``config.json`` that is not a run record, a truncated or corrupted
     ``checkpoint.npz``) raises a ``ValueError`` naming the file and what is wrong with it,
@@ -415,12 +450,42 @@ def resume(
         out=path,
         resume=True,
         checkpoint_every=checkpoint_every,
+        checkpoint_seconds=checkpoint_seconds,
         progress=progress,
-        devices=devices,
+        devices=_recorded_devices(path, spec) if devices is None else devices,
         sinks=tuple(sinks),
         network=network,
     )
     return execute(module, config, settings, errors)
+
+
+_XLA_HINT = "XLA_FLAGS=--xla_force_host_platform_device_count"
+
+
+def _recorded_devices(path: Path, spec: dict[str, Any]) -> Any:
+    """The devices a resume uses by default: as many as the run in ``path`` used."""
+    n = spec.get("num_devices")
+    if n is None:  # not recorded: every device, as a fresh run
+        return None
+    available = len(jax.devices())
+    if n > available:
+        raise ValueError(
+            f"devices: {path} was trained on {n} devices and a resume needs as many (results "
+            f"depend on the device count); {available} are available here. On a CPU set "
+            f"{_XLA_HINT}={n} before JAX starts (`purerl train --resume DIR` does it for you)"
+        )
+    return n
+
+
+def _check_device_count(path: Path, stored: dict[str, Any], used: int) -> None:
+    """A resume shards the runs over as many devices as the run did, or ``ValueError``."""
+    n = stored.get("num_devices")
+    if n is not None and n != used:
+        raise ValueError(
+            f"devices: {path} was trained with its runs sharded over {n} device(s); this "
+            f"resume would use {used}. Results depend on the device count (float rounding), "
+            f"so resume with devices={n} (--devices {n}; on a CPU it needs {_XLA_HINT}={n})"
+        )
 
 
 def _network_name(network: Any) -> str | None:
@@ -493,6 +558,9 @@ def _spec_problems(spec: Any) -> list[str]:
         problems.append(f"seeds should be >= 1, got {spec['seeds']}")
     if isinstance(spec.get("seed_offset"), int) and spec["seed_offset"] < 0:
         problems.append(f"seed_offset should be >= 0, got {spec['seed_offset']}")
+    n = spec.get("num_devices")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        problems.append(f"num_devices should be a whole number >= 1, got {n!r}")
     return problems
 
 
@@ -511,7 +579,11 @@ def _spec_differences(stored: dict[str, Any], spec: dict[str, Any]) -> list[str]
     return diffs
 
 
-def _prepare_out(out, overwrite: bool, resume: bool, spec: dict[str, Any]) -> Path | None:
+def _prepare_out(
+    out, overwrite: bool, resume: bool, spec: dict[str, Any], used: int
+) -> Path | None:
+    """The results folder, made (or emptied, with ``overwrite``); a resumed one checked against
+    the requested run: ``spec`` and ``used``, the number of devices it would shard over."""
     if out is None:
         if resume:
             raise ValueError("resume: needs the run folder (out=DIR / --resume DIR)")
@@ -520,12 +592,14 @@ def _prepare_out(out, overwrite: bool, resume: bool, spec: dict[str, Any]) -> Pa
     if resume:
         if overwrite:
             raise ValueError("resume: cannot be combined with overwrite")
-        diffs = _spec_differences(_read_spec(path), spec)
+        stored = _read_spec(path)
+        diffs = _spec_differences(stored, spec)
         if diffs:
             raise ValueError(
                 f"resume: {path} holds a different run; refusing to mix them:\n  "
                 + "\n  ".join(diffs)
             )
+        _check_device_count(path, stored, used)
         return path
     if path.exists() and any(path.iterdir()):
         if not overwrite:
@@ -576,7 +650,8 @@ class _Driver:
 
     def __init__(self, module, config, keys, configs, sharding, path, settings: RunSettings):
         self.module, self.config, self.sharding = module, config, sharding
-        self.path, self.every = path, int(settings.checkpoint_every)
+        self.path, self.every = path, settings.checkpoint_every
+        self.seconds, self.saved_at = float(settings.checkpoint_seconds), time.perf_counter()
         self.sinks, self.network = list(settings.sinks), settings.network
         self.keys, self.configs = keys, configs
         self.num_periods, self.period = core.schedule(module, config)
@@ -632,7 +707,7 @@ class _Driver:
             dynamic_ncols=True,
         )
         saver = checkpoint.AsyncSaver()
-        t1 = time.perf_counter()
+        t1 = self.saved_at = time.perf_counter()
         pending = None
         # Dispatch chunk i+1 before handling chunk i on the host (metrics, sinks, checkpoint):
         # the device always has queued work while the host writes.
@@ -668,7 +743,28 @@ class _Driver:
         bar.set_postfix(postfix)
         for sink in self.sinks:
             sink.write(i, metrics)
-        last = i + 1 == self.num_periods
-        if self.path is not None and self.every > 0 and ((i + 1) % self.every == 0 or last):
+        due = _checkpoint_due(
+            i, self.num_periods, self.every, self.seconds, time.perf_counter() - self.saved_at
+        )
+        if jax.process_count() > 1 and self.every is None:
+            # each host has its own clock, and the gather of a checkpoint needs every host
+            from jax.experimental import multihost_utils
+
+            due = bool(multihost_utils.broadcast_one_to_all(np.asarray(due)))
+        if self.path is not None and due:
             so_far = {k: np.concatenate([c[k] for c in chunks], axis=2) for k in chunks[0]}
             saver.submit(self.path / CHECKPOINT, state, so_far, {"chunks_done": i + 1})
+            self.saved_at = time.perf_counter()
+
+
+def _checkpoint_due(i: int, chunks: int, every: int | None, seconds: float, since: float) -> bool:
+    """Whether chunk ``i`` (of ``chunks``) ends with a checkpoint: never when ``every`` is 0;
+    always after the last chunk; otherwise every ``every`` chunks, or — ``every`` ``None`` —
+    once ``seconds`` of training passed ``since`` the last checkpoint (or the start). Time, not
+    chunks, by default: a checkpoint of a large state (256 DQN replay buffers: 0.5 GB) costs
+    seconds, so writing one per short chunk would slow training by 10% or more."""
+    if every == 0:
+        return False
+    if i + 1 == chunks:
+        return True
+    return since >= seconds if every is None else (i + 1) % every == 0

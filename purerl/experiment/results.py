@@ -37,7 +37,8 @@ class Result:
         points: one dict of swept values per config (``[{}]`` without a sweep).
         metrics: NumPy arrays ``[configs, seeds, iterations]`` (evaluation metrics
             ``[configs, seeds, evaluations]``).
-        summary: final greedy return per config (per seed, mean, IQM + 95% CI), timings, and
+        summary: final greedy return per config (per seed, mean, IQM + 95% CI), timings, the
+            number of devices the runs were sharded over (``num_devices``), and
             ``summary["diverged"]``: the runs that went non-finite (config, swept values,
             seed, env step), frozen at their last finite state (empty when none did).
         out: the results folder, or ``None``.
