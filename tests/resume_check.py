@@ -1,6 +1,7 @@
-"""Shared by the checkpoint tests of every algorithm (``test_core``) and of the recurrent
-agents (``test_recurrent``): interrupt a run after its first chunk, resume it, and check the
-result is bit for bit the uninterrupted run."""
+"""Shared by the run-folder tests: a tiny DQN config (``TINY``), and the checkpoint check of
+every algorithm (``test_core``) and of the recurrent agents (``test_recurrent``): interrupt a
+run after its first chunk, resume it, and check the result is bit for bit the uninterrupted
+run."""
 
 import time
 
@@ -10,6 +11,18 @@ import numpy as np
 import pytest
 
 import purerl
+
+# ``--set`` overrides of a tiny DQN run on a probe env (test_experiment, test_fuzz_inputs): one
+# program, so the compile cache serves both files
+TINY = {
+    "eval_every": "200",
+    "learning_starts": "32",
+    "batch_size": "32",
+    "buffer_size": "500",
+    "num_envs": "4",
+    "eval_envs": "2",
+    "hidden_sizes": "16",
+}
 
 
 class Interrupt(Exception):

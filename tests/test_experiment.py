@@ -5,19 +5,10 @@ import json
 
 import numpy as np
 import pytest
+from resume_check import TINY
 
 import purerl
 from purerl.cli import main
-
-TINY = {
-    "eval_every": "200",
-    "learning_starts": "32",
-    "batch_size": "32",
-    "buffer_size": "500",
-    "num_envs": "4",
-    "eval_envs": "2",
-    "hidden_sizes": "16",
-}
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
+from resume_check import TINY
 
 import purerl
 from purerl.algorithms import core
@@ -336,16 +337,6 @@ def test_nan_and_inf_are_refused_by_every_float_field():
 
 
 # ---------------------------------------------------------------- a damaged run folder
-
-TINY = {
-    "eval_every": "200",
-    "learning_starts": "32",
-    "batch_size": "32",
-    "buffer_size": "500",
-    "num_envs": "4",
-    "eval_envs": "2",
-    "hidden_sizes": "16",
-}
 
 
 @pytest.fixture(scope="module")
