@@ -33,11 +33,9 @@ from purerl.algorithms.common import QUICK_ROLLOUT, require
 from purerl.algorithms.rollout import (
     Rollout,
     check_recurrent_fields,
-    flatten_steps,
     minibatch_epochs,
     recurrent_core,
-    sequence_length,
-    sequences,
+    update_batch,
 )
 from purerl.policy_gradient import entropy_loss, ppo_clip_loss, ppo_diagnostics, value_loss
 from purerl.recurrent import unroll
@@ -178,11 +176,7 @@ def step(state: State) -> tuple[State, dict[str, Array]]:
         "advantages": advantages,
         "returns": returns,
     }
-    if recurrent_core(c) == "none":
-        batch, axis = flatten_steps(flat), 0
-    else:  # whole per-env sequences, each with the carry it started from
-        flat |= {"first": rollout.first, "carry": rollout.extras["carry"]}
-        batch, axis = sequences(flat, sequence_length(c)), 1
+    batch, axis = update_batch(flat, rollout, c)
     key, epoch_key = jax.random.split(state.key)
     state = eqx.tree_at(lambda s: s.key, state, key)
     (network, opt_state), info = minibatch_epochs(

@@ -46,10 +46,8 @@ from purerl.algorithms.rollout import (
     Rollout,
     check_recurrent_fields,
     collect,
-    flatten_steps,
     minibatch_epochs,
-    sequence_length,
-    sequences,
+    update_batch,
 )
 from purerl.envs import VecEnv, VecEnvState
 from purerl.recurrent import carries_after, initial_carry, is_recurrent, unroll
@@ -216,11 +214,7 @@ def step(state: State) -> tuple[State, dict[str, Array]]:
     )
     targets = q_lambda_targets(state.network, rollout, c)
     data = {"obs": rollout.obs, "action": rollout.action, "target": targets}
-    if c.recurrent == "none":
-        batch, axis = flatten_steps(data), 0
-    else:  # whole per-env sequences, each with the carry it started from
-        data |= {"first": rollout.first, "carry": rollout.extras["carry"]}
-        batch, axis = sequences(data, sequence_length(c)), 1
+    batch, axis = update_batch(data, rollout, c)
     (q_net, opt_state), info = minibatch_epochs(
         _update(make_optimizer(c)),
         (state.network, state.opt_state),

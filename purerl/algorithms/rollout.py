@@ -26,6 +26,7 @@ __all__ = [
     "sequences",
     "minibatch_epochs",
     "recurrent_core",
+    "update_batch",
     "sequence_length",
     "check_recurrent_fields",
 ]
@@ -193,3 +194,14 @@ def sequence_length(c: Any) -> int:
     """Length of the per-env sequences a recurrent loss re-runs its core over
     (``sequence_length``, 0 meaning the whole rollout ``num_steps``)."""
     return c.sequence_length or c.num_steps
+
+
+def update_batch(data: dict[str, Any], rollout: Rollout, config: Any) -> tuple[Any, int]:
+    """What ``minibatch_epochs`` runs over, and along which axis: the rollout's ``[T, N]``
+    ``data`` flattened to steps (axis 0), or, for a recurrent config, cut into per-env
+    sequences of ``sequence_length`` steps that carry their ``first`` flags and the carry
+    they started from (axis 1, so minibatches are whole sequences)."""
+    if recurrent_core(config) == "none":
+        return flatten_steps(data), 0
+    data = {**data, "first": rollout.first, "carry": rollout.extras["carry"]}
+    return sequences(data, sequence_length(config)), 1
