@@ -8,10 +8,13 @@ Three levels, each usable alone:
   interface over both (``buffers.uniform / prioritized / fifo``),
   ``epsilon_greedy``, ``discounted_returns``, ``gae``... and, for tables,
   ``tabular_td_update`` / ``tabular_sarsa_update`` and ``value_iteration`` /
-  ``policy_evaluation`` (``purerl.planning``);
+  ``policy_evaluation`` (``purerl.planning``); for continuous control the off-policy
+  actor-critic losses ``soft_q_target``, ``clipped_double_q_target``, ``critic_loss``,
+  ``sac_actor_loss``, ``temperature_loss``, ``td3_target_action``,
+  ``deterministic_actor_loss`` (``purerl.off_policy``);
   pure functions over Equinox modules and pytrees, callable eagerly or under ``jit``;
 * algorithms: ``purerl.algorithms.dqn`` / ``pqn`` / ``reinforce`` / ``a2c`` / ``ppo`` /
-  ``tabular``,
+  ``sac`` / ``td3`` (DDPG: ``td3.ddpg_config()``) / ``tabular``,
   each an ``Algorithm`` record (``Config``, ``init``, ``step``, ``greedy_policy``, ...)
   registered under its name; ``make_train``, ``schedule`` and evaluation are generic
   (``purerl.algorithms.core``); ``jax.jit(jax.vmap(make_train(config)))(keys)`` trains one
@@ -21,26 +24,43 @@ Three levels, each usable alone:
   (IQM, bootstrap CIs), ``purerl.plotting``.
 """
 
-from purerl import algorithms, buffers, envs, planning, prioritized, replay, stats
+from purerl import algorithms, buffers, envs, off_policy, planning, prioritized, replay, stats
 from purerl.algorithms.core import Algorithm, Policy, register
 from purerl.experiment import Result, resume, run
 from purerl.networks import (
     MLP,
     ActorCritic,
+    CriticEnsemble,
+    DeterministicActor,
     MinAtarCNN,
     NatureCNN,
     PolicyNetwork,
+    QCritic,
     QNetwork,
+    SquashedGaussianActor,
     ValueNetwork,
+)
+from purerl.off_policy import (
+    clipped_double_q_target,
+    critic_loss,
+    default_target_entropy,
+    deterministic_actor_loss,
+    sac_actor_loss,
+    soft_q_target,
+    td3_target_action,
+    temperature_loss,
 )
 from purerl.planning import bellman_q, policy_evaluation, value_iteration
 from purerl.policies import (
     Categorical,
     DiagGaussian,
+    TanhGaussian,
     clip_action,
     epsilon_greedy,
     greedy,
     linear_schedule,
+    scale_action,
+    unscale_action,
 )
 from purerl.policy_gradient import (
     a2c_loss,
@@ -98,9 +118,25 @@ __all__ = [
     "PolicyNetwork",
     "ValueNetwork",
     "ActorCritic",
+    "QCritic",
+    "CriticEnsemble",
+    "DeterministicActor",
+    "SquashedGaussianActor",
     "Categorical",
     "DiagGaussian",
+    "TanhGaussian",
     "clip_action",
+    "scale_action",
+    "unscale_action",
+    "off_policy",
+    "soft_q_target",
+    "clipped_double_q_target",
+    "critic_loss",
+    "sac_actor_loss",
+    "temperature_loss",
+    "default_target_entropy",
+    "td3_target_action",
+    "deterministic_actor_loss",
     "reinforce_loss",
     "a2c_loss",
     "ppo_clipped_surrogate",

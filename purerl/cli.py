@@ -59,7 +59,9 @@ def _add_train(sub) -> None:
         "algorithm", nargs="?", default=None, help=f"one of {', '.join(sorted(ALGORITHMS))}"
     )
     train.add_argument(
-        "--env", default=None, help="environment id (default: the config's, CartPole-v1)"
+        "--env",
+        default=None,
+        help="environment id (default: the config's; CartPole-v1, Pendulum-v1 for sac and td3)",
     )
     train.add_argument(
         "--seeds", type=int, default=None, help="seeds per config, vmapped (default 1)"

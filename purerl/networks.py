@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
-from purerl.policies import Categorical, DiagGaussian
+from purerl.policies import Categorical, DiagGaussian, TanhGaussian
 
 __all__ = [
     "ACTIVATIONS",
@@ -25,6 +25,10 @@ __all__ = [
     "ActorCritic",
     "orthogonal_linear",
     "orthogonal_matrix",
+    "QCritic",
+    "CriticEnsemble",
+    "DeterministicActor",
+    "SquashedGaussianActor",
 ]
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
@@ -523,3 +527,181 @@ class ActorCritic(eqx.Module):
             else DiagGaussian(out, self.policy.log_std)
         )
         return dist, self.value(h)[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Continuous control (SAC, TD3, DDPG). Layers keep Equinox's default initialisation
+# (``eqx.nn.Linear``: weights and biases uniform in ±1/√fan_in), as the reference SAC/TD3 code
+# keeps PyTorch's.
+
+
+def _check_action_dim(action_dim: int) -> int:
+    if int(action_dim) < 1:
+        raise ValueError(f"action_dim must be >= 1, got {action_dim}")
+    return int(action_dim)
+
+
+def _check_action(action: ArrayLike, action_dim: int) -> None:
+    if tuple(jnp.shape(action)) != (action_dim,):
+        raise ValueError(
+            f"action: expected shape {(action_dim,)} (one action; vmap over a batch), "
+            f"got {tuple(jnp.shape(action))}"
+        )
+
+
+class QCritic(eqx.Module):
+    """Q(s, a): an MLP on concat(flattened obs, action) -> scalar.
+
+    Equinox's default initialisation (uniform ±1/√fan_in), as in the SAC and TD3 papers' code.
+
+    Example:
+        >>> q = QCritic((3,), 1, key=key)
+        >>> q(obs, action).shape  # ()
+    """
+
+    net: MLP
+    obs_shape: tuple[int, ...] = eqx.field(static=True)
+    action_dim: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        action_dim: int,
+        hidden_sizes: Sequence[int] = (256, 256),
+        activation: str = "relu",
+        *,
+        key: PRNGKeyArray,
+    ):
+        self.obs_shape = tuple(int(d) for d in obs_shape)
+        self.action_dim = _check_action_dim(action_dim)
+        in_size = _flat_size(obs_shape) + self.action_dim
+        self.net = MLP(in_size, 1, hidden_sizes, activation, key=key)
+
+    def __call__(self, obs: ArrayLike, action: ArrayLike) -> Float[Array, ""]:
+        _check_obs(obs, self.obs_shape)
+        _check_action(action, self.action_dim)
+        x = jnp.concatenate([jnp.ravel(obs), jnp.ravel(action)]).astype(jnp.float32)
+        return self.net(x)[0]
+
+
+class CriticEnsemble(eqx.Module):
+    """K independent QCritics whose parameters are stacked on a leading axis (built with
+    eqx.filter_vmap over K keys) and evaluated with one vmap over the stack — not K Python
+    copies.
+
+    ``s, a ↦ [Q_1(s, a), …, Q_K(s, a)]``; SAC and TD3 take the minimum of two (clipped double
+    Q; Fujimoto et al., 2018). Critic ``k`` is ``QCritic(..., key=jax.random.split(key, K)[k])``
+    and ``jax.tree.map(lambda x: x[k], ensemble.critics)`` slices it out.
+
+    Example:
+        >>> critics = CriticEnsemble((3,), 1, num_critics=2, key=key)
+        >>> critics(obs, action).shape  # (2,)
+    """
+
+    critics: QCritic
+    num_critics: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        action_dim: int,
+        num_critics: int = 2,
+        hidden_sizes: Sequence[int] = (256, 256),
+        activation: str = "relu",
+        *,
+        key: PRNGKeyArray,
+    ):
+        if int(num_critics) < 1:
+            raise ValueError(f"num_critics must be >= 1, got {num_critics}")
+        _activation(activation)  # fail here, not inside the vmapped trace
+
+        def make(k: PRNGKeyArray) -> QCritic:
+            return QCritic(obs_shape, action_dim, hidden_sizes, activation, key=k)
+
+        self.critics = eqx.filter_vmap(make)(jax.random.split(key, int(num_critics)))
+        self.num_critics = int(num_critics)
+
+    def __call__(self, obs: ArrayLike, action: ArrayLike) -> Float[Array, " K"]:
+        return eqx.filter_vmap(lambda critic: critic(obs, action))(self.critics)
+
+
+class DeterministicActor(eqx.Module):
+    """μ(s) in [-1, 1]^d (tanh output) — TD3/DDPG's actor; the algorithm maps it to the env
+    box with policies.scale_action.
+
+    ``μ(s) = tanh(MLP(s))`` (Lillicrap et al., 2016; Fujimoto et al., 2018), with Equinox's
+    default initialisation.
+
+    Example:
+        >>> mu = DeterministicActor((3,), 1, key=key)
+        >>> scale_action(mu(obs), low, high)
+    """
+
+    net: MLP
+    obs_shape: tuple[int, ...] = eqx.field(static=True)
+    action_dim: int = eqx.field(static=True)
+
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        action_dim: int,
+        hidden_sizes: Sequence[int] = (256, 256),
+        activation: str = "relu",
+        *,
+        key: PRNGKeyArray,
+    ):
+        self.obs_shape = tuple(int(d) for d in obs_shape)
+        self.action_dim = _check_action_dim(action_dim)
+        self.net = MLP(_flat_size(obs_shape), self.action_dim, hidden_sizes, activation, key=key)
+
+    def __call__(self, obs: ArrayLike) -> Float[Array, " d"]:
+        _check_obs(obs, self.obs_shape)
+        return jnp.tanh(self.net(obs))
+
+
+class SquashedGaussianActor(eqx.Module):
+    """π(·|s) = TanhGaussian(mean, log_std), both heads from one MLP torso; log_std bounded
+    smoothly into [log_std_min, log_std_max] by log_std_min + 0.5·(max − min)·(tanh(x) + 1).
+
+    SAC's actor (Haarnoja et al., 2018). The MLP's last layer has ``2·d`` outputs: the mean
+    head, then the raw log-std head ``x``. Equinox's default initialisation.
+
+    Example:
+        >>> pi = SquashedGaussianActor((3,), 1, key=key)
+        >>> action, log_prob = pi(obs).sample_and_log_prob(sample_key)
+    """
+
+    net: MLP
+    obs_shape: tuple[int, ...] = eqx.field(static=True)
+    action_dim: int = eqx.field(static=True)
+    log_std_min: float = eqx.field(static=True)
+    log_std_max: float = eqx.field(static=True)
+
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        action_dim: int,
+        hidden_sizes: Sequence[int] = (256, 256),
+        activation: str = "relu",
+        *,
+        key: PRNGKeyArray,
+        log_std_min: float = -5.0,
+        log_std_max: float = 2.0,
+    ):
+        if not float(log_std_min) < float(log_std_max):
+            raise ValueError(
+                f"log_std_min must be < log_std_max, got {log_std_min} and {log_std_max}"
+            )
+        self.obs_shape = tuple(int(d) for d in obs_shape)
+        self.action_dim = _check_action_dim(action_dim)
+        self.log_std_min = float(log_std_min)
+        self.log_std_max = float(log_std_max)
+        out_size = 2 * self.action_dim
+        self.net = MLP(_flat_size(obs_shape), out_size, hidden_sizes, activation, key=key)
+
+    def __call__(self, obs: ArrayLike) -> TanhGaussian:
+        _check_obs(obs, self.obs_shape)
+        mean, raw_log_std = jnp.split(self.net(obs), 2)
+        half_range = 0.5 * (self.log_std_max - self.log_std_min)
+        log_std = self.log_std_min + half_range * (jnp.tanh(raw_log_std) + 1.0)
+        return TanhGaussian(mean, log_std)

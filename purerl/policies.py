@@ -1,5 +1,6 @@
-"""L1: action selection: greedy and ε-greedy on Q-values, exploration schedules, and the
-categorical and diagonal-Gaussian policy distributions (sample, log-prob, entropy)."""
+"""L1: action selection: greedy and ε-greedy on Q-values, exploration schedules, the
+categorical, diagonal-Gaussian and tanh-squashed Gaussian policy distributions (sample,
+log-prob, entropy), and the map between ``[-1, 1]`` actions and an environment's box."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ __all__ = [
     "linear_schedule",
     "Categorical",
     "DiagGaussian",
+    "TanhGaussian",
     "clip_action",
+    "scale_action",
+    "unscale_action",
 ]
 
 
@@ -149,3 +153,72 @@ def clip_action(
     batch axes) before it reaches the environment."""
     shape = jnp.shape(action)
     return jnp.clip(action, jnp.broadcast_to(low, shape), jnp.broadcast_to(high, shape))
+
+
+def _log1m_tanh_sq(u: Float[ArrayLike, "..."]) -> Float[Array, "..."]:
+    """``log(1 − tanh(u)²) = 2·(log 2 − u − softplus(−2u))``, finite for every ``u``
+    (the naive form is ``log 0`` once ``tanh`` rounds to ±1)."""
+    return 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
+
+
+class TanhGaussian(eqx.Module):
+    """``a = tanh(u)``, ``u ~ N(mean, diag(exp(log_std))²)``: actions in ``(−1, 1)^d``
+    (SAC's squashed Gaussian; Haarnoja et al., 2018, appendix C).
+
+    ``log π(a) = log N(u; μ, σ) − Σ_i log(1 − tanh(u_i)²)`` (change of variables).
+    ``sample_and_log_prob`` computes it from the pre-squash ``u`` (exact and finite);
+    ``log_prob(a)`` inverts ``a`` with ``arctanh`` after clipping it just inside ``(−1, 1)``.
+    Map the actions to an environment's box with ``scale_action``.
+    """
+
+    mean: Float[Array, "... d"]
+    log_std: Float[Array, "... d"]
+
+    def _base(self) -> DiagGaussian:
+        return DiagGaussian(self.mean, self.log_std)
+
+    def sample_and_log_prob(self, key: PRNGKeyArray) -> tuple[Float[Array, "... d"], Array]:
+        """A reparameterised sample ``tanh(μ + σ·ε)`` and its log-probability (gradients
+        flow to ``mean`` and ``log_std`` through both)."""
+        u = self._base().sample(key)
+        log_prob = self._base().log_prob(u) - jnp.sum(_log1m_tanh_sq(u), axis=-1)
+        return jnp.tanh(u), log_prob
+
+    def sample(self, key: PRNGKeyArray) -> Float[Array, "... d"]:
+        """``tanh(μ + σ·ε)``, ``ε ~ N(0, I)``."""
+        return jnp.tanh(self._base().sample(key))
+
+    def log_prob(self, action: Float[ArrayLike, "... d"]) -> Float[Array, "..."]:
+        """``log π(a)`` for actions in ``(−1, 1)`` (clipped to ``±(1 − 1e-6)`` first)."""
+        a = jnp.clip(action, -1.0 + 1e-6, 1.0 - 1e-6)
+        u = jnp.arctanh(a)
+        return self._base().log_prob(u) - jnp.sum(_log1m_tanh_sq(u), axis=-1)
+
+    def mode(self) -> Float[Array, "... d"]:
+        """``tanh(mean)``: the deterministic action (greedy evaluation)."""
+        return jnp.tanh(self.mean)
+
+
+def scale_action(
+    action: Float[ArrayLike, "... d"], low: ArrayLike, high: ArrayLike
+) -> Float[Array, "... d"]:
+    """Map an action in ``[−1, 1]`` to the box ``[low, high]``:
+    ``low + (a + 1)·(high − low)/2`` (the one place squashed actors meet env bounds)."""
+    action = jnp.asarray(action)
+    low, high = _box_like(action, low, high)
+    return low + (action + 1.0) * 0.5 * (high - low)
+
+
+def unscale_action(
+    action: Float[ArrayLike, "... d"], low: ArrayLike, high: ArrayLike
+) -> Float[Array, "... d"]:
+    """Inverse of ``scale_action``: an action in ``[low, high]`` back to ``[−1, 1]``."""
+    action = jnp.asarray(action)
+    low, high = _box_like(action, low, high)
+    return 2.0 * (action - low) / (high - low) - 1.0
+
+
+def _box_like(action: Array, low: ArrayLike, high: ArrayLike) -> tuple[Array, Array]:
+    # bounds [d] over actions [N, d]: explicit, so rank promotion "raise" accepts it
+    shape = jnp.shape(action)
+    return jnp.broadcast_to(low, shape), jnp.broadcast_to(high, shape)

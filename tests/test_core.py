@@ -160,11 +160,14 @@ def test_vmap_equals_one_by_one(name):
     keys = jax.random.split(jax.random.PRNGKey(7), 2)
     train = core.get(name).make_train(config)
     _, batched = jax.jit(jax.vmap(train))(keys)
+    exact = {"eval_env_steps", "env_steps", "episode_count"}
+    if VecEnv.make(config.env_id, num_envs=1).is_discrete:
+        exact.add("eval_return")  # argmax actions absorb rounding; continuous ones carry it
     for i in range(2):
         _, alone = jax.jit(train)(keys[i])
         for k, v in alone.items():
             got = np.asarray(batched[k][i])
-            if k in ("eval_return", "eval_env_steps", "env_steps", "episode_count"):
+            if k in exact:
                 np.testing.assert_array_equal(got, v, err_msg=k)
             else:  # batched matmuls may round the last float32 bit differently
                 np.testing.assert_allclose(got, v, rtol=1e-4, atol=1e-5, err_msg=k)

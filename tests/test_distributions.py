@@ -1,13 +1,24 @@
-"""Tests for the policy distributions of purerl/policies.py (``Categorical``, ``DiagGaussian``)
-and ``clip_action``, against NumPy formulas and sample statistics."""
+"""Tests for the policy distributions of purerl/policies.py (``Categorical``, ``DiagGaussian``,
+``TanhGaussian``) and ``clip_action`` / ``scale_action`` / ``unscale_action``, against NumPy
+formulas, a numerical change of variables, and sample statistics."""
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from purerl.policies import Categorical, DiagGaussian, clip_action
+from purerl.policies import (
+    Categorical,
+    DiagGaussian,
+    TanhGaussian,
+    clip_action,
+    scale_action,
+    unscale_action,
+)
 
 N_DRAWS = 20_000
 # Binomial std of a frequency over 20 000 draws is at most 0.0035; 0.015 is > 4 sigma.
@@ -181,3 +192,165 @@ def test_clip_action_batch_with_env_bounds():
     low, high = jnp.array([-1.0, 0.0]), jnp.array([1.0, 2.0])
     got = clip_action(jnp.array([[-3.0, 5.0], [0.5, 1.0]]), low, high)
     np.testing.assert_array_equal(got, [[-1.0, 2.0], [0.5, 1.0]])
+
+
+# --------------------------------------------------------------------------------------------
+# TanhGaussian
+
+
+def np_std_normal_cdf(z):
+    return 0.5 * (1.0 + np.vectorize(math.erf)(np.asarray(z, np.float64) / np.sqrt(2.0)))
+
+
+def ref_tanh_gaussian_log_prob_fd(a, mean, log_std, h=1e-4):
+    """log density of ``tanh(u)``, ``u ~ N(mean, σ²)`` per coordinate, summed over the last
+    axis: ``P(a − h < tanh u < a + h) / 2h`` through the Gaussian CDF at ``arctanh(a ± h)``
+    (no Jacobian formula involved)."""
+    a, mean, sd = np.float64(a), np.float64(mean), np.exp(np.float64(log_std))
+    upper = np_std_normal_cdf((np.arctanh(a + h) - mean) / sd)
+    lower = np_std_normal_cdf((np.arctanh(a - h) - mean) / sd)
+    return np.sum(np.log((upper - lower) / (2 * h)), axis=-1)
+
+
+def ref_tanh_gaussian_log_prob_of_u(u, mean, log_std):
+    """The change of variables at the pre-squash ``u``, in float64 with a stable
+    ``log(1 − tanh²u) = 2(log 2 − u − log(1 + e^{−2u}))``."""
+    u = np.float64(u)
+    log1m_tanh_sq = 2.0 * (np.log(2.0) - u - np.logaddexp(0.0, -2.0 * u))
+    return ref_gaussian_log_prob(u, mean, log_std) - np.sum(log1m_tanh_sq, axis=-1)
+
+
+def test_tanh_gaussian_hand_computed():
+    # a = 0 = tanh(0) at the mean of N(0, 1): the Jacobian 1 − tanh² 0 = 1, log p = −½ log 2π
+    dist = TanhGaussian(jnp.zeros(1), jnp.zeros(1))
+    np.testing.assert_allclose(dist.log_prob(jnp.zeros(1)), -HALF_LOG_2PI, **TOL)
+    # a = tanh(1) = .7616 for N(1, 1): log p = −½ log 2π − log(1 − .7616²) = −.9189 + .8676
+    a = jnp.array([np.tanh(1.0)], jnp.float32)
+    expected = -HALF_LOG_2PI - np.log(1 - np.tanh(1.0) ** 2)
+    np.testing.assert_allclose(TanhGaussian(jnp.ones(1), jnp.zeros(1)).log_prob(a), expected, 1e-5)
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_tanh_gaussian_log_prob_matches_change_of_variables(d):
+    mean = rng.normal(size=(8, d)).astype(np.float32)
+    log_std = rng.uniform(-1.0, 0.5, size=(8, d)).astype(np.float32)
+    action = rng.uniform(-0.95, 0.95, size=(8, d)).astype(np.float32)
+    got = TanhGaussian(jnp.asarray(mean), jnp.asarray(log_std)).log_prob(action)
+    assert got.shape == (8,)
+    expected = ref_tanh_gaussian_log_prob_fd(action, mean, log_std)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_tanh_gaussian_density_integrates_to_one():
+    grid = np.linspace(-1, 1, 20_001)[1:-1]  # the density → 0 at ±1 here
+    n = len(grid)
+    dist = TanhGaussian(jnp.full((n, 1), 0.3), jnp.full((n, 1), np.log(0.5), jnp.float32))
+    density = np.exp(np.asarray(dist.log_prob(jnp.asarray(grid[:, None], jnp.float32)), float))
+    np.testing.assert_allclose(np.sum(density) * (grid[1] - grid[0]), 1.0, atol=1e-3)
+
+
+def test_tanh_gaussian_sample_and_log_prob_consistent(key):
+    mean = jnp.asarray(rng.normal(scale=0.5, size=(64, 3)), jnp.float32)
+    log_std = jnp.asarray(rng.uniform(-1.0, 0.0, size=(64, 3)), jnp.float32)
+    dist = TanhGaussian(mean, log_std)
+    action, log_prob = dist.sample_and_log_prob(key)
+    assert action.shape == (64, 3) and log_prob.shape == (64,)
+    assert np.abs(np.asarray(action)).max() < 1.0
+    # the same draw as ``sample`` and as the base Gaussian's, squashed
+    np.testing.assert_array_equal(dist.sample(key), action)
+    u = DiagGaussian(mean, log_std).sample(key)
+    np.testing.assert_allclose(action, np.tanh(np.float64(u)), **TOL)
+    np.testing.assert_allclose(log_prob, ref_tanh_gaussian_log_prob_of_u(u, mean, log_std), **TOL)
+    # ``log_prob`` of the sample (through arctanh) agrees where |a| is not too close to 1
+    inside = np.abs(np.asarray(action)).max(-1) < 0.99
+    assert inside.sum() > 40
+    np.testing.assert_allclose(
+        dist.log_prob(action)[inside], log_prob[inside], rtol=1e-3, atol=1e-3
+    )
+
+
+def test_tanh_gaussian_finite_for_extreme_means(key):
+    """``tanh`` rounds to ±1 at mean ±20: the log-prob from the pre-squash sample stays finite
+    and exact, and so do its gradients."""
+    mean = jnp.array([[20.0, -20.0], [20.0, 0.0]])
+    log_std = jnp.zeros((2, 2))
+    action, log_prob = TanhGaussian(mean, log_std).sample_and_log_prob(key)
+    assert np.abs(np.asarray(action)).max() <= 1.0 and (np.abs(np.asarray(action)) == 1.0).any()
+    u = DiagGaussian(mean, log_std).sample(key)
+    np.testing.assert_allclose(log_prob, ref_tanh_gaussian_log_prob_of_u(u, mean, log_std), 1e-5)
+    assert np.isfinite(np.asarray(TanhGaussian(mean, log_std).log_prob(action))).all()
+
+    def total_log_prob(m, s):
+        return TanhGaussian(m, s).sample_and_log_prob(key)[1].sum()
+
+    grads = jax.grad(total_log_prob, argnums=(0, 1))(mean, log_std)
+    assert all(np.isfinite(np.asarray(g)).all() for g in grads)
+
+
+def test_tanh_gaussian_reparameterised_gradients(key):
+    """With ``u = μ + σε``, ``a = tanh u``: ``∂a/∂μ = 1 − a²``, ``∂a/∂log σ = (1 − a²)(u − μ)``;
+    ``log π = log N(ε) − log σ − log(1 − a²)`` gives ``∂/∂μ = 2a`` and
+    ``∂/∂log σ = −1 + 2a(u − μ)``."""
+    mean = jnp.asarray(rng.normal(size=(5, 2)), jnp.float32)
+    log_std = jnp.asarray(rng.uniform(-1.0, 0.5, size=(5, 2)), jnp.float32)
+    u = np.asarray(DiagGaussian(mean, log_std).sample(key), np.float64)
+    a, dev = np.tanh(u), u - np.asarray(mean, np.float64)
+
+    def action_sum(m, s):
+        return TanhGaussian(m, s).sample_and_log_prob(key)[0].sum()
+
+    def log_prob_sum(m, s):
+        return TanhGaussian(m, s).sample_and_log_prob(key)[1].sum()
+
+    g_mean, g_log_std = jax.grad(action_sum, argnums=(0, 1))(mean, log_std)
+    np.testing.assert_allclose(g_mean, 1 - a**2, **TOL)
+    np.testing.assert_allclose(g_log_std, (1 - a**2) * dev, **TOL)
+    g_mean, g_log_std = jax.grad(log_prob_sum, argnums=(0, 1))(mean, log_std)
+    np.testing.assert_allclose(g_mean, 2 * a, **TOL)
+    np.testing.assert_allclose(g_log_std, -1 + 2 * a * dev, **TOL)
+
+
+def test_tanh_gaussian_mode_and_shared_log_std(key):
+    mean = jnp.asarray(rng.normal(scale=2.0, size=(4, 3)), jnp.float32)
+    np.testing.assert_allclose(TanhGaussian(mean, jnp.zeros((4, 3))).mode(), np.tanh(mean), **TOL)
+    # one log-std [d] for a batch of means [B, d], under rank promotion "raise"
+    shared = TanhGaussian(mean, jnp.array([0.1, -0.2, 0.3]))
+    full = TanhGaussian(mean, jnp.tile(jnp.array([0.1, -0.2, 0.3]), (4, 1)))
+    a_shared, lp_shared = shared.sample_and_log_prob(key)
+    a_full, lp_full = full.sample_and_log_prob(key)
+    np.testing.assert_allclose(a_shared, a_full, **TOL)
+    np.testing.assert_allclose(lp_shared, lp_full, **TOL)
+    assert shared.log_prob(a_full).shape == (4,)
+
+
+# --------------------------------------------------------------------------------------------
+# scale_action / unscale_action
+
+
+def test_scale_action_maps_bounds_and_midpoint():
+    low, high = jnp.array([-2.0, 0.0, 10.0]), jnp.array([2.0, 1.0, 30.0])
+    np.testing.assert_allclose(scale_action(-jnp.ones(3), low, high), low, **TOL)
+    np.testing.assert_allclose(scale_action(jnp.ones(3), low, high), high, **TOL)
+    np.testing.assert_allclose(scale_action(jnp.zeros(3), low, high), [0.0, 0.5, 20.0], **TOL)
+    # a = .5 is three quarters of the way: −2 + .75·4 = 1, 0 + .75·1 = .75, 10 + .75·20 = 25
+    np.testing.assert_allclose(scale_action(jnp.full(3, 0.5), low, high), [1.0, 0.75, 25.0])
+    np.testing.assert_allclose(unscale_action(low, low, high), -np.ones(3), **TOL)
+    np.testing.assert_allclose(unscale_action(high, low, high), np.ones(3), **TOL)
+
+
+def test_scale_and_unscale_are_inverses_on_a_batch():
+    # env bounds [d] over actions [N, d] (as the off-policy algorithms call it), with rank
+    # promotion "raise"
+    low, high = jnp.array([-2.0, 0.0, 10.0]), jnp.array([2.0, 1.0, 30.0])
+    a = jnp.asarray(rng.uniform(-1, 1, size=(50, 3)), jnp.float32)
+    scaled = scale_action(a, low, high)
+    assert scaled.shape == (50, 3)
+    assert (np.asarray(scaled) >= np.asarray(low)).all()
+    assert (np.asarray(scaled) <= np.asarray(high)).all()
+    np.testing.assert_allclose(unscale_action(scaled, low, high), a, **TOL)
+    env_a = jnp.asarray(rng.uniform(low, high, size=(50, 3)), jnp.float32)
+    np.testing.assert_allclose(
+        scale_action(unscale_action(env_a, low, high), low, high), env_a, 1e-5
+    )
+    # scalar bounds broadcast too
+    np.testing.assert_allclose(scale_action(a, -3.0, 3.0), 3.0 * a, **TOL)

@@ -2,7 +2,7 @@
 ``core.Algorithm`` record (``Config``, ``init``, ``step``, ``greedy_policy``, ...); the generic
 ``make_train``, ``schedule`` and evaluation of ``core`` serve them all."""
 
-from purerl.algorithms import a2c, core, dqn, ppo, pqn, reinforce, tabular
+from purerl.algorithms import a2c, core, dqn, ppo, pqn, reinforce, sac, tabular, td3
 from purerl.algorithms.core import ALGORITHMS, Algorithm, Policy, register
 
 __all__ = [
@@ -12,6 +12,8 @@ __all__ = [
     "reinforce",
     "a2c",
     "ppo",
+    "sac",
+    "td3",
     "tabular",
     "ALGORITHMS",
     "Algorithm",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,6 +24,8 @@ __all__ = [
     "is_concrete",
     "iteration_schedule",
     "finished_episode_stats",
+    "keep_if",
+    "learning_ready",
 ]
 
 
@@ -73,8 +76,8 @@ def check_numbers(c: Any) -> None:
     fields (and tuples of them, e.g. ``hidden_sizes``) fit in int32."""
     for f in dataclasses.fields(c):
         v = getattr(c, f.name)
-        if not is_concrete(v) or isinstance(v, bool | str):
-            continue
+        if v is None or not is_concrete(v) or isinstance(v, bool | str):
+            continue  # None: an optional field left to its documented default
         if f.metadata.get("static", False):
             ints = [x for x in (v if isinstance(v, tuple) else (v,)) if isinstance(x, int)]
             small = all(abs(x) <= INT32_MAX for x in ints if not isinstance(x, bool))
@@ -151,3 +154,21 @@ def finished_episode_stats(ts: Timestep) -> dict[str, Array]:
         "episode_length": jnp.sum(jnp.where(done, ts.episode_length, 0)) / safe,
         "episode_count": count,
     }
+
+
+def keep_if(ready: Any, new: Any, old: Any) -> Any:
+    """``new`` where ``ready`` holds, else ``old`` (array leaves selected, the rest from
+    ``new``). Off-policy learners update unconditionally and keep the result only once
+    learning has started: a ``lax.cond`` would copy the replay buffer into its branches, and
+    under ``vmap`` it becomes a select anyway."""
+    new_arrays, static = eqx.partition(new, eqx.is_array)
+    old_arrays = eqx.filter(old, eqx.is_array)
+    chosen = jax.tree.map(lambda n, o: jnp.where(ready, n, o), new_arrays, old_arrays)
+    return eqx.combine(chosen, static)
+
+
+def learning_ready(c: Any, buffer: Any, env_steps: Array) -> Array:
+    """Learning starts after ``c.learning_starts`` env steps, once a batch of
+    ``c.batch_size`` can be drawn (without replay: once the FIFO of the latest ``batch_size``
+    transitions is full). ``buffer`` is any buffer state with a ``size``."""
+    return (env_steps >= c.learning_starts) & (buffer.size >= c.batch_size)

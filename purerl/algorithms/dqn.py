@@ -28,6 +28,8 @@ from purerl.algorithms import value_based as vb
 from purerl.algorithms.common import (
     check_shared_fields,
     finished_episode_stats,
+    keep_if,
+    learning_ready,
     require,
 )
 from purerl.algorithms.core import Algorithm, register
@@ -274,19 +276,6 @@ def _learn(state: State, key: PRNGKeyArray, ready: Array):
     return q_net, opt_state, buffer, jax.tree.map(jnp.mean, info)
 
 
-def _keep_if(ready: Array, new: Any, old: Any) -> Any:
-    new_arrays, static = eqx.partition(new, eqx.is_array)
-    old_arrays = eqx.filter(old, eqx.is_array)
-    chosen = jax.tree.map(lambda n, o: jnp.where(ready, n, o), new_arrays, old_arrays)
-    return eqx.combine(chosen, static)
-
-
-def _ready(c: Config, buffer: Any, env_steps: Array) -> Array:
-    """Learning starts after ``learning_starts`` env steps, once a batch can be drawn (without
-    replay: once the FIFO of the latest ``batch_size`` transitions is full)."""
-    return (env_steps >= c.learning_starts) & (buffer.size >= c.batch_size)
-
-
 def step(state: State) -> tuple[State, dict[str, Array]]:
     """One iteration: act, store, learn (once ``learning_starts`` steps are in), update target."""
     c = state.config
@@ -304,11 +293,11 @@ def step(state: State) -> tuple[State, dict[str, Array]]:
     )
 
     env_steps = state.env_steps + c.num_envs
-    ready = _ready(c, buffer, env_steps)
+    ready = learning_ready(c, buffer, env_steps)
     # Learn unconditionally and keep the result only when ready: a lax.cond would copy the
     # replay buffer into its branches, and under vmap it turns into a select anyway.
     q_net, opt_state, buffer, info = _learn(state, learn_key, ready)
-    q_net, opt_state = _keep_if(ready, (q_net, opt_state), (state.network, state.opt_state))
+    q_net, opt_state = keep_if(ready, (q_net, opt_state), (state.network, state.opt_state))
     info = jax.tree.map(lambda x: jnp.where(ready, x, 0.0), info)
     iteration = state.iteration + 1
     target_net = q_net

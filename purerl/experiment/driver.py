@@ -103,6 +103,14 @@ def _to_host(tree: Any) -> Any:
     return jax.tree.map(np.asarray, tree)
 
 
+def _barrier(name: str) -> None:
+    """With several processes (``jax.distributed``), wait until every process gets here."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"purerl: {name}")
+
+
 @dataclasses.dataclass(frozen=True)
 class RunSettings:
     """How a run is carried out: everything that is not the algorithm's ``Config``.
@@ -121,7 +129,7 @@ class RunSettings:
         progress: show a progress bar on stderr.
         devices: devices for the batch axis: ``None`` (every device; on a resume, as many as
             the run used), ``"all"``, a number or a list.
-        sinks: logging sinks fed between chunks.
+        sinks: logging sinks fed between chunks (on process 0 only, with several).
         network: the user's network (module or factory), or ``None`` for the default.
     """
 
@@ -195,7 +203,8 @@ def run(
             reproducible bit for bit on the same machine *and* device count; another count
             changes the last float bit of some gradients (XLA compiles the sharded program a
             little differently), which long chaotic runs amplify.
-        sinks: logging sinks (``purerl.sinks``) fed between chunks.
+        sinks: logging sinks (``purerl.sinks``) fed between chunks (with several
+            processes, on process 0 only: it alone writes).
         network: your own network instead of the algorithm's default: an Equinox module or a
             factory ``(key, obs_shape, action_spec) -> module`` (``core.build_network``).
 
@@ -258,7 +267,8 @@ def execute(
     stacked = _stack_configs(configs, seeds)
     if path is not None and not (path / "config.json").exists() and jax.process_index() == 0:
         _write_json(path / "config.json", {**spec, **_environment(sharding)})
-    for sink in settings.sinks:
+    sinks = _writers(settings.sinks)
+    for sink in sinks:
         sink.open({**spec, "out": None if path is None else str(path)})
     driver = _Driver(module, config, keys, stacked, sharding, path, settings)
     state, metrics, timing = driver.drive(settings.progress, points, seeds)
@@ -270,9 +280,19 @@ def execute(
     result = Result(module.name, config, points, metrics, summary, path, state.agent)
     if path is not None and jax.process_index() == 0:
         write_results(result)
-    for sink in settings.sinks:
+    for sink in sinks:
         sink.close()
+    # every process returns once process 0's files are on disk: a process that ended early
+    # would wait for the others in JAX's shutdown barrier, and past its timeout
+    # (`shutdown_timeout_seconds`) the distributed runtime aborts them all, mid-write included
+    _barrier("results written")
     return result
+
+
+def _writers(sinks: Sequence[Any]) -> list[Any]:
+    """The sinks this process feeds: all of them on process 0, none on the others (every
+    process holds the gathered metrics; only process 0 writes, sinks included)."""
+    return list(sinks) if jax.process_index() == 0 else []
 
 
 def _whole_number(name: str, value: Any, low: int, high: int = INT32_MAX) -> int:
@@ -601,15 +621,18 @@ def _prepare_out(
             )
         _check_device_count(path, stored, used)
         return path
-    if path.exists() and any(path.iterdir()):
-        if not overwrite:
-            raise ValueError(
-                f"out: {path} already exists and is not empty; pass resume=True (--resume) to "
-                "continue it or overwrite=True (--overwrite) to replace it"
-            )
-        if jax.process_index() == 0:
-            shutil.rmtree(path)
+    full = path.exists() and any(path.iterdir())
+    if full and not overwrite:
+        raise ValueError(
+            f"out: {path} already exists and is not empty; pass resume=True (--resume) to "
+            "continue it or overwrite=True (--overwrite) to replace it"
+        )
+    # several processes sharing the folder: every one has looked at it before process 0
+    # empties it or writes config.json (else a later one would find it full and refuse)
+    _barrier("out checked")
     if jax.process_index() == 0:
+        if full:
+            shutil.rmtree(path)
         path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -652,7 +675,7 @@ class _Driver:
         self.module, self.config, self.sharding = module, config, sharding
         self.path, self.every = path, settings.checkpoint_every
         self.seconds, self.saved_at = float(settings.checkpoint_seconds), time.perf_counter()
-        self.sinks, self.network = list(settings.sinks), settings.network
+        self.sinks, self.network = _writers(settings.sinks), settings.network
         self.keys, self.configs = keys, configs
         self.num_periods, self.period = core.schedule(module, config)
 
@@ -683,9 +706,9 @@ class _Driver:
             state, extra, meta = checkpoint.load(file, template, self.sharding)
             done = _chunks_done(file, extra, meta, self.shape, self.num_periods, self.period)
             resumed = state, ([extra] if extra else []), done
-        if file is not None:
+        if file is not None and jax.process_index() == 0:
             for stale in self.path.glob(f".{CHECKPOINT}.*.tmp"):  # a write the kill cut short
-                stale.unlink()
+                stale.unlink(missing_ok=True)
         return resumed or (init(self.keys, self.configs), [], 0)
 
     def drive(self, progress: bool, points, seeds: int):
