@@ -87,11 +87,20 @@ class MLP(eqx.Module):
         x = jnp.ravel(x).astype(jnp.float32)
         hidden = self.layers if self.activate_output else self.layers[:-1]
         for i, layer in enumerate(hidden):
-            x = layer(x)
+            x = _linear(layer, x)
             if self.norms is not None:
                 x = self.norms[i](x)
             x = act(x)
-        return x if self.activate_output else self.layers[-1](x)
+        return x if self.activate_output else _linear(self.layers[-1], x)
+
+
+def _linear(layer: eqx.nn.Linear, x: Float[Array, " i"]) -> Float[Array, " o"]:
+    """``layer(x)`` written as ``x @ Wᵀ + b``: vmapped over a batch, XLA's dot then yields
+    ``[batch, out]`` directly, where ``W @ x`` yields ``[out, batch]`` and a transpose per
+    layer (measured on the 2-core CPU: SAC's update on Pendulum 1.5x faster at 8 vmapped
+    seeds, 1.4x at one). Same parameters and result as ``layer(x)``."""
+    y = x @ layer.weight.T
+    return y if layer.bias is None else y + layer.bias
 
 
 def _conv_out(size: int, kernel: int, stride: int) -> int:

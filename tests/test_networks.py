@@ -110,3 +110,23 @@ def test_mlp_shapes(key):
     assert [layer.weight.shape for layer in mlp.layers] == [(8, 4), (8, 8), (A, 8)]
     assert mlp(jnp.ones((2, 2))).shape == (A,)  # the input is flattened
     np.testing.assert_allclose(mlp(jnp.ones((2, 2))), mlp(jnp.ones(4)))
+
+
+def test_mlp_matches_numpy_forward_vmapped(key):
+    """MLP computes each layer as ``x @ Wᵀ + b`` (a layout that batches without transposes):
+    its output, one by one and vmapped, equals a NumPy forward pass through its layers."""
+    mlp = MLP(4, A, hidden_sizes=(8, 8), activation="tanh", key=key)
+    xs = rng.normal(size=(5, 4)).astype(np.float32)
+
+    def numpy_forward(x):
+        for i, layer in enumerate(mlp.layers):
+            x = x @ np.asarray(layer.weight).T + np.asarray(layer.bias)
+            x = np.tanh(x) if i < len(mlp.layers) - 1 else x
+        return x
+
+    expected = np.stack([numpy_forward(x) for x in xs])
+    np.testing.assert_allclose(jax.vmap(mlp)(xs), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mlp(xs[0]), expected[0], rtol=1e-5, atol=1e-6)
+    first, second, last = mlp.layers  # equinox's own Linear.__call__, composed by hand
+    by_layers = last(jnp.tanh(second(jnp.tanh(first(xs[0])))))
+    np.testing.assert_allclose(mlp(xs[0]), by_layers, rtol=1e-5, atol=1e-6)

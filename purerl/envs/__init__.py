@@ -1,7 +1,9 @@
 """L2: the one adapter over gymnax, plus purerl's own environments.
 
 ``make(env_id)`` returns a gymnax environment and its params (purerl's probe environments
-included, and the course environments ``RobotInRoom-v0`` and ``Inventory-v0``).
+included, and the course environments ``RobotInRoom-v0`` and ``Inventory-v0``), or, for an id
+``brax:NAME`` and with the optional ``purerl[brax]`` extra, a Brax physics environment behind
+the same interface (``purerl.envs.brax_env``).
 ``tabular_states`` maps the observations of a discrete-state environment to Q-table rows.
 ``VecEnv`` runs ``num_envs`` copies with auto-reset and returns a ``Timestep`` that keeps
 ``terminated`` and ``truncated`` apart and carries the true final observation of an
@@ -21,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
-from purerl.envs import gridworld, inventory, memory, probes
+from purerl.envs import brax_env, gridworld, inventory, memory, probes
 from purerl.envs.discrete import tabular_states
 from purerl.envs.gridworld import RobotInRoom
 from purerl.envs.inventory import Inventory
@@ -46,8 +48,28 @@ _PURERL_ENVS = {**probes.PROBES, **gridworld.ENVS, **inventory.ENVS, **memory.EN
 
 
 def registered() -> list[str]:
-    """All environment ids ``make`` accepts (gymnax's and purerl's own)."""
-    return sorted({*gymnax.registered_envs, *_PURERL_ENVS})
+    """All environment ids ``make`` accepts (gymnax's and purerl's own, and ``brax:NAME`` for
+    Brax's environments when brax is installed; brax is not imported when it is absent)."""
+    ids = {*gymnax.registered_envs, *_PURERL_ENVS}
+    if brax_env.brax_available():
+        try:
+            ids.update(brax_env.PREFIX + name for name in brax_env.brax_env_names())
+        except ImportError:  # installed but broken: make("brax:...") says so
+            pass
+    return sorted(ids)
+
+
+def _check_brax_id(env_id: str, name: str, changes: dict[str, int | float]) -> None:
+    """``check_env_id`` for ``brax:NAME`` (imports brax; ``BraxNotInstalledError`` without)."""
+    names = brax_env.brax_env_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.4)
+        hint = f" Did you mean {', '.join(repr(brax_env.PREFIX + c) for c in close)}?"
+        raise ValueError(
+            f"env: unknown Brax environment {env_id!r}.{hint if close else ''} "
+            f"Brax offers {[brax_env.PREFIX + n for n in names]}."
+        )
+    _with_params(brax_env.BraxEnvParams(), changes, env_id)
 
 
 def split_env_id(env_id: str) -> tuple[str, dict[str, int | float]]:
@@ -92,8 +114,19 @@ def _with_params(params: Any, changes: dict[str, int | float], env_id: str) -> A
 
 def check_env_id(env_id: str) -> None:
     """Raise ``ValueError`` for an unknown environment id, naming the closest known ids (an id
-    may set environment parameters: ``ID?name=value``, see ``split_env_id``)."""
+    may set environment parameters: ``ID?name=value``, see ``split_env_id``).
+
+    Raises:
+        ValueError: an unknown id (or parameter name).
+        brax_env.BraxNotInstalledError: a ``brax:NAME`` id without brax installed (an
+            ``ImportError`` and a ``ValueError``: "brax is not installed: pip install
+            'purerl[brax]'").
+    """
     env_id, changes = split_env_id(env_id)
+    brax_name = brax_env.as_brax_name(env_id)
+    if brax_name is not None:
+        _check_brax_id(env_id, brax_name, changes)
+        return
     if env_id in _PURERL_ENVS or env_id in gymnax.registered_envs:
         if changes:  # build the params: names an unknown field
             _with_params(make(env_id)[1], changes, env_id)
@@ -107,12 +140,20 @@ def make(env_id: str, **env_kwargs: Any) -> tuple[Any, Any]:
     """Build an environment by id: ``(env, env_params)``. ``ID?name=value&...`` sets fields
     of the params (e.g. ``"MemoryChain-bsuite?memory_length=10"``).
 
+    ``"brax:NAME"`` builds a ``brax_env.BraxEnv`` (``env_kwargs``: ``backend=``, one of
+    ``brax_env.BACKENDS``), e.g. ``make("brax:ant?max_steps_in_episode=500")``.
+
     Raises:
         ValueError: for an unknown id, naming the closest known ids.
+        brax_env.BraxNotInstalledError: a ``brax:NAME`` id without brax installed.
     """
     check_env_id(env_id)
     base, changes = split_env_id(env_id)
-    if base in _PURERL_ENVS:
+    brax_name = brax_env.as_brax_name(base)
+    if brax_name is not None:
+        env = brax_env.BraxEnv(brax_name, **env_kwargs)
+        params = env.default_params
+    elif base in _PURERL_ENVS:
         env = _PURERL_ENVS[base](**env_kwargs)
         params = env.default_params
     else:
@@ -148,7 +189,8 @@ class ActionSpec(NamedTuple):
 
 
 class VecEnv(eqx.Module):
-    """``num_envs`` copies of a gymnax environment stepped in lock-step with auto-reset.
+    """``num_envs`` copies of a gymnax environment (or a ``brax_env.BraxEnv``) stepped in
+    lock-step with auto-reset.
 
     Example:
         >>> env = VecEnv.make("CartPole-v1", num_envs=8)
