@@ -113,17 +113,32 @@ BAD_VALUES = {
 }
 
 
-def _kind(default: object) -> type:
+def _kind(algorithm: str, name: str) -> type:
+    """The field's type, from its default (from its annotation when the default is ``None``:
+    SAC's ``target_entropy``, a float where ``None`` means "derive it")."""
+    default = _fields(algorithm)[name]
+    if default is None:
+        annotation = str(core.get(algorithm).Config.__dataclass_fields__[name].type)
+        assert "Real" in annotation and "None" in annotation, (name, annotation)
+        return float
     for kind in (bool, int, float, tuple, str):
         if isinstance(default, kind):
             return kind
     raise AssertionError(default)
 
 
+def _bad(table: dict, algorithm: str, name: str) -> list:
+    """``table[kind]`` without ``None`` where the field takes ``None``."""
+    bad = table[_kind(algorithm, name)]
+    if _fields(algorithm)[name] is None:
+        bad = [b for b in bad if b is not None and b != "None"]
+    return bad
+
+
 @st.composite
 def bad_text(draw, algorithm: str, name: str) -> str:
     """A value, as typed after ``--set name=``, that the field must refuse on its own."""
-    kind = _kind(_fields(algorithm)[name])
+    kind = _kind(algorithm, name)
     if _is_converted(algorithm, name):
         return draw(st.sampled_from(["foo", "1", "abc,def"]))
     if name == "env_id":
@@ -132,7 +147,7 @@ def bad_text(draw, algorithm: str, name: str) -> str:
         return env
     if kind is str:  # no option of any field starts with "zz"
         return "zz" + draw(JUNK).strip()
-    return draw(st.sampled_from(BAD_TEXT[kind]))
+    return draw(st.sampled_from(_bad(BAD_TEXT, algorithm, name)))
 
 
 @st.composite
@@ -140,10 +155,10 @@ def bad_value(draw, algorithm: str, name: str) -> object:
     """A Python value for ``overrides={name: value}`` that the field must refuse."""
     if _is_converted(algorithm, name):
         return draw(st.sampled_from([5, "foo", [1, 2, 3]]))
-    kind = _kind(_fields(algorithm)[name])
+    kind = _kind(algorithm, name)
     if kind is str and draw(st.booleans()):
         return draw(bad_text(algorithm, name))
-    return draw(st.sampled_from(BAD_VALUES[kind]))
+    return draw(st.sampled_from(_bad(BAD_VALUES, algorithm, name)))
 
 
 def _leaves(algorithm: str) -> list[str]:

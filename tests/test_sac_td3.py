@@ -87,6 +87,19 @@ def test_sac_bad_temperature_and_td3_negative_noise_are_refused():
         td3.Config(exploration_noise=-0.1)
 
 
+def test_target_entropy_is_read_as_a_float_or_none():
+    """Its default is ``None`` ("−action_dim"), so its type comes from the annotation: the
+    command line's text is a float, ``none`` restores the default, anything else names it."""
+    from purerl.experiment import make_config
+
+    assert make_config("sac", overrides={"target_entropy": "-3"}).target_entropy == -3.0
+    assert make_config("sac", overrides={"target_entropy": "none"}).target_entropy is None
+    assert make_config("sac", overrides={"target_entropy": -0.5}).target_entropy == -0.5
+    for bad in ("abc", "nan", True):
+        with pytest.raises(ValueError, match="^target_entropy: "):
+            make_config("sac", overrides={"target_entropy": bad})
+
+
 def test_network_must_be_a_pair():
     with pytest.raises(ValueError, match="^network: SAC/TD3 take a pair"):
         sac.init(jax.random.PRNGKey(0), sac.quick_config(), network=object())

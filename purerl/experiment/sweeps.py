@@ -142,6 +142,20 @@ def _parse_value(name: str, default: Any, value: Any) -> Any:
     return _of_type(name, default, value)
 
 
+def _parse_field(field: dataclasses.Field, current: Any, value: Any) -> Any:
+    """``_parse_value`` for one config field. A field whose default is ``None`` (SAC's
+    ``target_entropy``: ``None`` means "derive it from the env") takes ``None`` back (typed as
+    ``none``) or a value of the type its annotation names."""
+    if field.default is not None:
+        return _parse_value(field.name, current, value)
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null")):
+        return None
+    annotation = str(field.type)
+    if "Real" in annotation or "float" in annotation:
+        return _parse_value(field.name, 0.0, value)
+    raise ValueError(f"{field.name}: cannot be set from {value!r}")  # no such field yet
+
+
 def make_config(
     algorithm: str,
     env: str | None = None,
@@ -197,7 +211,7 @@ def _changed(config: Any, algorithm: str, errors: _Errors, env=None, steps=None,
                 errors.add(f"{name}: cannot use {text!r} ({error})")
             continue
         try:
-            values[name] = _parse_value(name, getattr(config, name), text)
+            values[name] = _parse_field(fields[name], getattr(config, name), text)
         except ValueError as error:
             errors.add(error)
     if "env_id" in values:
