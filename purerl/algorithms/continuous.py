@@ -70,8 +70,8 @@ class OffPolicyConfig(eqx.Module):
       double Q).
     - ``learning_rate`` [1e-2 for SAC, 1e-3 for TD3] (actor, critics and SAC's temperature),
       ``gamma`` [0.99], ``tau`` [0.02 for SAC, 0.05 for TD3] (Polyak step of the target
-      networks), ``max_grad_norm`` [1e10 for SAC: a bound no finite run reaches, i.e. no clipping as in
-      the paper; 100 for TD3].
+      networks), ``max_grad_norm`` [1e10 for SAC: a bound no finite run reaches, i.e. no
+      clipping as in the paper; 100 for TD3].
     """
 
     env_id: str = eqx.field(static=True, default="Pendulum-v1")
