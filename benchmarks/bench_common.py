@@ -58,6 +58,12 @@ def sharded_keys(seeds: int, per_seed: bool = False):
 def time_train(train, keys, sharding) -> tuple[dict, float, float]:
     """Compile ``jit(vmap(train))`` for ``keys`` and run it once: ``(metrics as NumPy,
     compile seconds, train seconds)``; training time excludes compilation."""
+    _, metrics, compile_s, train_s = time_train_with_state(train, keys, sharding)
+    return metrics, compile_s, train_s
+
+
+def time_train_with_state(train, keys, sharding) -> tuple[object, dict, float, float]:
+    """``time_train`` that also returns the final states (one per key, sharded)."""
     import time
 
     import jax
@@ -68,7 +74,7 @@ def time_train(train, keys, sharding) -> tuple[dict, float, float]:
     compiled = compiled.lower(keys).compile()
     compile_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    _, metrics = compiled(keys)
+    states, metrics = compiled(keys)
     jax.block_until_ready(metrics)
     train_s = time.perf_counter() - t1
-    return {k: np.asarray(v) for k, v in metrics.items()}, compile_s, train_s
+    return states, {k: np.asarray(v) for k, v in metrics.items()}, compile_s, train_s

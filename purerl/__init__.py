@@ -11,10 +11,11 @@ Three levels, each usable alone:
   ``policy_evaluation`` (``purerl.planning``); for continuous control the off-policy
   actor-critic losses ``soft_q_target``, ``clipped_double_q_target``, ``critic_loss``,
   ``sac_actor_loss``, ``temperature_loss``, ``td3_target_action``,
-  ``deterministic_actor_loss`` (``purerl.off_policy``);
+  ``deterministic_actor_loss`` (``purerl.off_policy``); tree search over board games
+  through mctx (``purerl.search``: the game's rules as the model);
   pure functions over Equinox modules and pytrees, callable eagerly or under ``jit``;
 * algorithms: ``purerl.algorithms.dqn`` / ``pqn`` / ``reinforce`` / ``a2c`` / ``ppo`` /
-  ``sac`` / ``td3`` (DDPG: ``td3.ddpg_config()``) / ``tabular``,
+  ``sac`` / ``td3`` (DDPG: ``td3.ddpg_config()``) / ``tabular`` / ``alphazero``,
   each an ``Algorithm`` record (``Config``, ``init``, ``step``, ``greedy_policy``, ...)
   registered under its name; ``make_train``, ``schedule`` and evaluation are generic
   (``purerl.algorithms.core``); ``jax.jit(jax.vmap(make_train(config)))(keys)`` trains one
@@ -24,7 +25,17 @@ Three levels, each usable alone:
   (IQM, bootstrap CIs), ``purerl.plotting``.
 """
 
-from purerl import algorithms, buffers, envs, off_policy, planning, prioritized, replay, stats
+from purerl import (
+    algorithms,
+    buffers,
+    envs,
+    off_policy,
+    planning,
+    prioritized,
+    replay,
+    search,
+    stats,
+)
 from purerl.algorithms.core import Algorithm, Policy, register
 from purerl.experiment import Result, resume, run
 from purerl.networks import (
@@ -35,6 +46,7 @@ from purerl.networks import (
     MinAtarCNN,
     NatureCNN,
     PolicyNetwork,
+    PolicyValueNetwork,
     QCritic,
     QNetwork,
     SquashedGaussianActor,
@@ -107,6 +119,7 @@ __all__ = [
     "envs",
     "replay",
     "prioritized",
+    "search",
     "stats",
     "run",
     "resume",
@@ -116,6 +129,7 @@ __all__ = [
     "MinAtarCNN",
     "NatureCNN",
     "PolicyNetwork",
+    "PolicyValueNetwork",
     "ValueNetwork",
     "ActorCritic",
     "QCritic",

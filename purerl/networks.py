@@ -29,6 +29,8 @@ __all__ = [
     "CriticEnsemble",
     "DeterministicActor",
     "SquashedGaussianActor",
+    "ResidualMLP",
+    "PolicyValueNetwork",
 ]
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
@@ -714,3 +716,81 @@ class SquashedGaussianActor(eqx.Module):
         half_range = 0.5 * (self.log_std_max - self.log_std_min)
         log_std = self.log_std_min + half_range * (jnp.tanh(raw_log_std) + 1.0)
         return TanhGaussian(mean, log_std)
+
+
+class ResidualMLP(eqx.Module):
+    """``x ↦ h``: a linear embedding to ``width`` features, then ``num_blocks`` residual blocks
+    ``h ← h + W₂·relu(W₁·relu(LayerNorm(h)))`` (pre-activation, He et al. 2016), activated
+    output. AlphaZero's residual tower, fully connected for small boards."""
+
+    embed: eqx.nn.Linear
+    norms: list[eqx.nn.LayerNorm]
+    inner: list[eqx.nn.Linear]
+    outer: list[eqx.nn.Linear]
+    out_features: int = eqx.field(static=True)
+
+    def __init__(self, in_size: int, width: int, num_blocks: int, *, key: PRNGKeyArray):
+        keys = jax.random.split(key, 2 * num_blocks + 1)
+        self.embed = eqx.nn.Linear(int(in_size), int(width), key=keys[0])
+        self.norms = [eqx.nn.LayerNorm(int(width)) for _ in range(num_blocks)]
+        self.inner = [eqx.nn.Linear(width, width, key=k) for k in keys[1 : num_blocks + 1]]
+        self.outer = [eqx.nn.Linear(width, width, key=k) for k in keys[num_blocks + 1 :]]
+        self.out_features = int(width)
+
+    def __call__(self, x: ArrayLike) -> Float[Array, " width"]:
+        h = _linear(self.embed, jnp.ravel(x).astype(jnp.float32))
+        for norm, inner, outer in zip(self.norms, self.inner, self.outer, strict=True):
+            h = h + _linear(outer, jax.nn.relu(_linear(inner, jax.nn.relu(norm(h)))))
+        return jax.nn.relu(h)
+
+
+class PolicyValueNetwork(eqx.Module):
+    """AlphaZero's network ``s ↦ (p, v)`` (Silver et al. 2017): policy logits over the moves
+    and a value ``v ∈ [−1, 1]`` (tanh), the expected outcome for the player to move.
+
+    ``torso="mlp"``: a ``ResidualMLP`` of ``width`` features and ``num_blocks`` blocks (small
+    boards such as Tic-Tac-Toe's 3×3×2); ``"cnn"``: two 3×3 convolutions of ``width`` channels
+    and a dense layer (boards ``[H, W, C]`` of at least 5×5, such as Connect Four's 6×7×2);
+    ``"auto"`` picks ``"cnn"`` for such boards, else ``"mlp"``.
+
+    Example:
+        >>> net = PolicyValueNetwork((3, 3, 2), 9, key=key)
+        >>> logits, value = net(obs)      # [9], []
+    """
+
+    torso: ResidualMLP | ConvTorso
+    policy_head: eqx.nn.Linear
+    value_head: MLP
+    obs_shape: tuple[int, ...] = eqx.field(static=True)
+
+    def __init__(
+        self,
+        obs_shape: Sequence[int],
+        num_actions: int,
+        *,
+        width: int = 64,
+        num_blocks: int = 2,
+        torso: str = "auto",
+        key: PRNGKeyArray,
+    ):
+        shape = tuple(int(d) for d in obs_shape)
+        board = len(shape) == 3 and min(shape[:2]) >= 5
+        if torso not in ("auto", "mlp", "cnn"):
+            raise ValueError(f"network: must be 'auto', 'mlp' or 'cnn', got {torso!r}")
+        if torso == "cnn" and not board:
+            raise ValueError(f"network: 'cnn' needs a board [H, W, C] of 5×5 or more, got {shape}")
+        torso_key, policy_key, value_key = jax.random.split(key, 3)
+        if torso == "cnn" or (torso == "auto" and board):
+            convs = [(int(width), 3, 1), (int(width), 3, 1)]
+            self.torso = ConvTorso(shape, convs, 2 * int(width), key=torso_key)
+        else:
+            self.torso = ResidualMLP(_flat_size(shape), width, num_blocks, key=torso_key)
+        features = self.torso.out_features
+        self.policy_head = eqx.nn.Linear(features, int(num_actions), key=policy_key)
+        self.value_head = MLP(features, 1, (int(width),), "relu", key=value_key)
+        self.obs_shape = shape
+
+    def __call__(self, obs: ArrayLike) -> tuple[Float[Array, " n_actions"], Float[Array, ""]]:
+        _check_obs(obs, self.obs_shape)
+        h = self.torso(obs)
+        return _linear(self.policy_head, h), jnp.tanh(self.value_head(h)[0])

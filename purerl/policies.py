@@ -99,9 +99,11 @@ class Categorical(eqx.Module):
         return jnp.take_along_axis(logp, action[..., None].astype(jnp.int32), axis=-1)[..., 0]
 
     def entropy(self) -> Float[Array, "..."]:
-        """``−Σ_a p(a) log p(a)``."""
+        """``−Σ_a p(a) log p(a)``, with ``0 · log 0 = 0``: an action masked out with a logit
+        of ``−inf`` (an illegal move) adds nothing, where ``0 · (−inf)`` would be NaN."""
         logp = jax.nn.log_softmax(self.logits, axis=-1)
-        return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+        p = jnp.exp(logp)
+        return -jnp.sum(p * jnp.where(p > 0, logp, 0.0), axis=-1)
 
     def mode(self) -> Int[Array, "..."]:
         """The most likely action (greedy evaluation)."""

@@ -1,7 +1,9 @@
 """L2: the one adapter over gymnax, plus purerl's own environments.
 
 ``make(env_id)`` returns a gymnax environment and its params (purerl's probe environments
-included, and the course environments ``RobotInRoom-v0`` and ``Inventory-v0``), or, for an id
+included, the course environments ``RobotInRoom-v0`` and ``Inventory-v0``, and the board games
+``TicTacToe-v0`` and ``ConnectFour-v0`` against an opponent, ``make(id, opponent="random" |
+"perfect" | function)``, see ``purerl.envs.games``), or, for an id
 ``brax:NAME`` and with the optional ``purerl[brax]`` extra, a Brax physics environment behind
 the same interface (``purerl.envs.brax_env``).
 ``tabular_states`` maps the observations of a discrete-state environment to Q-table rows.
@@ -23,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
-from purerl.envs import brax_env, gridworld, inventory, memory, probes
+from purerl.envs import brax_env, games, gridworld, inventory, memory, probes
 from purerl.envs.discrete import tabular_states
 from purerl.envs.gridworld import RobotInRoom
 from purerl.envs.inventory import Inventory
@@ -44,7 +46,13 @@ __all__ = [
     "Inventory",
 ]
 
-_PURERL_ENVS = {**probes.PROBES, **gridworld.ENVS, **inventory.ENVS, **memory.ENVS}
+_PURERL_ENVS = {
+    **probes.PROBES,
+    **gridworld.ENVS,
+    **inventory.ENVS,
+    **memory.ENVS,
+    **games.ENVS,
+}
 
 
 def registered() -> list[str]:
@@ -139,6 +147,9 @@ def check_env_id(env_id: str) -> None:
 def make(env_id: str, **env_kwargs: Any) -> tuple[Any, Any]:
     """Build an environment by id: ``(env, env_params)``. ``ID?name=value&...`` sets fields
     of the params (e.g. ``"MemoryChain-bsuite?memory_length=10"``).
+
+    ``env_kwargs`` go to the environment's constructor: e.g. a board game's opponent,
+    ``make("TicTacToe-v0", opponent="perfect")`` (``purerl.envs.games.GameEnv``).
 
     ``"brax:NAME"`` builds a ``brax_env.BraxEnv`` (``env_kwargs``: ``backend=``, one of
     ``brax_env.BACKENDS``), e.g. ``make("brax:ant?max_steps_in_episode=500")``.
