@@ -11,6 +11,9 @@ Two parts, seeds vmapped and sharded over the XLA host devices (default 2 on the
 - ``tictactoe``: the default Tic-Tac-Toe config at self-play Gumbel noise ``gumbel_scale``
   1 (the paper's) and 3 (purerl's default): per seed, games lost to the random player and the
   share of draws or wins against the perfect player, ``--games`` games each.
+- ``references``: the default Tic-Tac-Toe search with an untrained network against the
+  perfect player (what training adds), and plain MCTS's root selection: how often PUCT and
+  Gumbel (``search.mcts_opponent``) block a Connect Four column threat, 32 searches each.
 - ``throughput``: self-play moves/s with search (``num_simulations`` 32, Gumbel, a fresh
   network: the work does not depend on the weights) at 1 / 8 / 64 parallel games, on
   Tic-Tac-Toe and Connect Four, one device; the games' moves (not the padding slots after a
@@ -26,7 +29,6 @@ Connect Four config: ``alphazero.Config`` defaults except the ones in ``C4`` bel
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -141,6 +143,53 @@ def tictactoe(seeds: int, scales: list[float], games: int) -> list[dict]:
     return rows
 
 
+# Connect Four, x to move: o has three stacked in column 0, only column 0 does not lose at once
+BLOCK = [".......", ".......", ".......", "o......", "o......", "ox.x..."]
+
+
+def references(seeds: int, games: int, searches: int) -> list[dict]:
+    """Two reference points: the default search with an UNtrained network (what training
+    adds), and plain MCTS's root selection (how often PUCT and Gumbel block ``BLOCK``)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from purerl import search
+    from purerl.algorithms import alphazero
+    from purerl.envs import games as boards
+
+    config = alphazero.Config()
+    keys = jax.random.split(jax.random.PRNGKey(0), seeds)
+    fresh = jax.vmap(lambda k: alphazero.init(k, config))(keys)
+    vs_perfect = np.asarray(_scores(fresh, config, "perfect", 1, games, jax.random.PRNGKey(11)))
+    rows = [
+        {
+            "part": "untrained",
+            "seeds": seeds,
+            "games": games,
+            "hold_vs_perfect": (vs_perfect >= 0).mean(1).tolist(),
+        }
+    ]
+    game = boards.CONNECT_FOUR
+    cells = [{"x": 1, "o": -1, ".": 0}[ch] for row in BLOCK for ch in row]
+    board = jnp.broadcast_to(jnp.asarray(cells, jnp.int8), (searches, 42))
+    for kind in search.SEARCH_KINDS:
+        for sims in (32, 64, 128):
+            opponent = jax.jit(jax.vmap(search.mcts_opponent(game, sims, kind=kind)))
+            moves = np.asarray(opponent(jax.random.split(jax.random.PRNGKey(3), searches), board))
+            rows.append(
+                {
+                    "part": "plain_mcts",
+                    "kind": kind,
+                    "simulations": sims,
+                    "searches": searches,
+                    "blocked": int(np.sum(moves == 0)),
+                }
+            )
+    print(f"  untrained vs perfect: {rows[0]['hold_vs_perfect']}", flush=True)
+    return rows
+
+
 def throughput(parallel: list[int]) -> list[dict]:
     import jax
     import numpy as np
@@ -223,6 +272,22 @@ def tables(rows: list[dict]) -> str:
                 f"| {min(r['hold_vs_perfect']):.0%} |"
             )
         out.append("")
+    for r in (r for r in rows if r["part"] == "untrained"):
+        hold = r["hold_vs_perfect"]
+        out += [
+            f"Untrained network, default search, {r['seeds']} seeds × {r['games']} games vs "
+            f"perfect: draws {min(hold):.0%}–{max(hold):.0%} (mean {sum(hold) / len(hold):.0%}).",
+            "",
+        ]
+    mcts = [r for r in rows if r["part"] == "plain_mcts"]
+    if mcts:
+        out += [
+            "| plain MCTS root selection | simulations | blocks the threat |",
+            "|---|---:|---:|",
+        ]
+        for r in mcts:
+            out.append(f"| {r['kind']} | {r['simulations']} | {r['blocked']} of {r['searches']} |")
+        out.append("")
     speed = [r for r in rows if r["part"] == "throughput"]
     if speed:
         out += [
@@ -280,7 +345,9 @@ def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--parts", nargs="+", default=["throughput", "tictactoe", "connect4"])
+    p.add_argument(
+        "--parts", nargs="+", default=["throughput", "references", "tictactoe", "connect4"]
+    )
     p.add_argument("--ttt-seeds", type=int, default=8, help="Tic-Tac-Toe seeds per scale")
     p.add_argument("--scales", type=float, nargs="+", default=[1.0, 3.0])
     p.add_argument("--seeds", type=int, default=4, help="Connect Four seeds")
@@ -293,22 +360,18 @@ def main() -> None:
     flags = os.environ.get("XLA_FLAGS", "")
     if "device_count" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={args.devices}"
-    from bench_common import machine
+    from bench_common import save_rows
 
     rows = []
     if "throughput" in args.parts:
         rows += throughput(args.parallel)
+    if "references" in args.parts:
+        rows += references(args.ttt_seeds, args.games, 32)
     if "tictactoe" in args.parts:
         rows += tictactoe(args.ttt_seeds, args.scales, args.games)
     if "connect4" in args.parts:
         rows.append(connect4(args.seeds, args.iterations, args.games))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    if args.json.exists():
-        parts = {r["part"] for r in rows}
-        rows = [
-            r for r in json.loads(args.json.read_text())["rows"] if r["part"] not in parts
-        ] + rows
-    args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+    rows = save_rows(args.json, rows, key=lambda r: r["part"])
     plot(rows, args.json.with_suffix(".png"))
     print(tables(rows))
 

@@ -78,3 +78,18 @@ def time_train_with_state(train, keys, sharding) -> tuple[object, dict, float, f
     jax.block_until_ready(metrics)
     train_s = time.perf_counter() - t1
     return states, {k: np.asarray(v) for k, v in metrics.items()}, compile_s, train_s
+
+
+def save_rows(path, rows: list[dict], key, sort=None) -> list[dict]:
+    """Write ``{"machine", "rows"}`` to the JSON file ``path``, keeping the rows of an earlier
+    run whose ``key(row)`` this run did not measure (so parts can be rerun one at a time);
+    ``sort`` orders the result. Returns the rows written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        new = {key(r) for r in rows}
+        rows = [r for r in json.loads(path.read_text())["rows"] if key(r) not in new] + rows
+    if sort is not None:
+        rows = sorted(rows, key=sort)
+    path.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+    return rows

@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bench_common import in_fresh_process, machine, sharded_keys, time_train
+from bench_common import in_fresh_process, machine, save_rows, sharded_keys, time_train
 
 HERE = Path(__file__).resolve().parent
 
@@ -121,15 +121,8 @@ def main() -> None:
         median = sorted(runs, key=lambda r: r["train_s"])[len(runs) // 2]
         rows.append({**median, "runs": len(runs), "best_train_s": best["train_s"]})
         print(table(rows[-1:]).splitlines()[-1], flush=True)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    if args.json.exists():  # keep rows of other seed counts from earlier invocations
-        old = json.loads(args.json.read_text())["rows"]
-        new = {(r["seeds"], r["devices"]) for r in rows}
-        rows = sorted(
-            [r for r in old if (r["seeds"], r["devices"]) not in new] + rows,
-            key=lambda r: (r["seeds"], r["devices"]),
-        )
-    args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+    cell = lambda r: (r["seeds"], r["devices"])  # noqa: E731
+    rows = save_rows(args.json, rows, key=cell, sort=cell)
     plot(rows, args.json.with_suffix(".png"))
     print(f"machine: {machine()}\n{table(rows)}")
 

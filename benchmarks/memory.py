@@ -27,7 +27,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bench_common import in_fresh_process, machine, sharded_keys, time_train
+from bench_common import in_fresh_process, save_rows, sharded_keys, time_train
 
 HERE = Path(__file__).resolve().parent
 
@@ -224,12 +224,7 @@ def main() -> None:
         rows.append(in_fresh_process(__file__, [part, variant, str(seeds)], devices))
         r = rows[-1]
         print(f"{part} {variant} {seeds}: {_ci(r)} {r['steps_per_s']:,.0f} steps/s", flush=True)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    if args.json.exists():
-        new = {(r["part"], r["variant"], r["seeds"]) for r in rows}
-        old = json.loads(args.json.read_text())["rows"]
-        rows = [r for r in old if (r["part"], r["variant"], r["seeds"]) not in new] + rows
-    args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+    rows = save_rows(args.json, rows, key=lambda r: (r["part"], r["variant"], r["seeds"]))
     plot(rows, args.json.with_suffix(".png"))
     print(tables(rows))
 

@@ -27,7 +27,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench_common import in_fresh_process, machine, sharded_keys, time_train
+from bench_common import in_fresh_process, save_rows, sharded_keys, time_train
 
 HERE = Path(__file__).resolve().parent
 ENV = "Pendulum-v1"
@@ -254,13 +254,12 @@ def main() -> None:
                     row = in_fresh_process(__file__, [algo, str(seeds), str(args.steps)], devices)
                 rows.append(_summary(row))
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    if args.json.exists():  # keep the rows of cells not rerun
-        key = lambda r: (r["library"], r["algo"], r["seeds"], r["devices"])  # noqa: E731
-        new = {key(r) for r in rows}
-        rows = [r for r in json.loads(args.json.read_text())["rows"] if key(r) not in new] + rows
-    rows.sort(key=lambda r: (r["algo"], r["seeds"], r["library"] != "purerl", r["devices"]))
-    args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+    rows = save_rows(
+        args.json,
+        rows,
+        key=lambda r: (r["library"], r["algo"], r["seeds"], r["devices"]),
+        sort=lambda r: (r["algo"], r["seeds"], r["library"] != "purerl", r["devices"]),
+    )
     plot(rows, args.json.with_suffix(".png"))
     print(table(rows))
 

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from bench_common import in_fresh_process, machine, sharded_keys, time_train
+from bench_common import in_fresh_process, save_rows, sharded_keys, time_train
 
 HERE = Path(__file__).resolve().parent
 
@@ -146,12 +146,7 @@ def main() -> None:
         devices = args.devices if seeds % args.devices == 0 else 1
         rows.append(in_fresh_process(__file__, [algo, env, str(seeds)], devices))
         print(table(rows[-1:]).splitlines()[-1], flush=True)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    if args.json.exists():
-        new = {(r["algo"], r["env"], r["seeds"]) for r in rows}
-        old = json.loads(args.json.read_text())["rows"]
-        rows = [r for r in old if (r["algo"], r["env"], r["seeds"]) not in new] + rows
-    args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+    rows = save_rows(args.json, rows, key=lambda r: (r["algo"], r["env"], r["seeds"]))
     plot(rows, args.json.with_suffix(".png"))
     print(table(rows))
 

@@ -99,8 +99,9 @@ class MLP(eqx.Module):
 def _linear(layer: eqx.nn.Linear, x: Float[Array, " i"]) -> Float[Array, " o"]:
     """``layer(x)`` written as ``x @ Wᵀ + b``: vmapped over a batch, XLA's dot then yields
     ``[batch, out]`` directly, where ``W @ x`` yields ``[out, batch]`` and a transpose per
-    layer (measured on the 2-core CPU: SAC's update on Pendulum 1.5x faster at 8 vmapped
-    seeds, 1.4x at one). Same parameters and result as ``layer(x)``."""
+    layer (a hand check on the 2-core CPU, not a committed benchmark: SAC's update on
+    Pendulum 1.5x faster at 8 vmapped seeds, 1.4x at one). Same parameters and result as
+    ``layer(x)``."""
     y = x @ layer.weight.T
     return y if layer.bias is None else y + layer.bias
 

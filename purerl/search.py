@@ -63,7 +63,14 @@ def masked_logits(logits: Float[Array, "B A"], legal: Bool[Array, "B A"]) -> Flo
     return jnp.where(legal, logits, jnp.finfo(logits.dtype).min)
 
 
-MODEL_METHODS = ("play", "legal_mask", "observe", "board_from_obs", "initial_board")
+MODEL_METHODS = (
+    "play",
+    "legal_mask",
+    "random_move",
+    "observe",
+    "board_from_obs",
+    "initial_board",
+)
 
 
 def check_model(game: Any) -> None:
@@ -102,9 +109,7 @@ def _playout_value(game: Any, key: PRNGKeyArray, board: Array) -> Float[Array, "
     def body(c):
         key, board, done, sign, value = c
         key, move_key = jax.random.split(key)
-        legal = game.legal_mask(board)
-        action = jax.random.categorical(move_key, jnp.where(legal, 0.0, -jnp.inf))
-        board, reward, terminal = game.play(board, action)
+        board, reward, terminal = game.play(board, game.random_move(move_key, board))
         # the mover of this ply is the root mover when sign = +1
         return key, board, terminal, -sign, jnp.where(terminal, sign * reward, value)
 
@@ -231,10 +236,11 @@ def mcts_opponent(
     random-playout values, no network) with ``num_simulations`` simulations.
 
     ``kind="gumbel"`` (default) selects at the root by sequential halving without noise, so
-    every legal move is tried before the budget concentrates: on the 2-core CPU it blocked a
-    Connect Four column threat in 32 of 32 searches at 64 simulations where PUCT over uniform
-    priors (``kind="puct"``, the most visited move) blocked it in 15 (an untried move counts
-    as its worst sibling, so PUCT may never try the one that matters)."""
+    every legal move is tried before the budget concentrates. ``python benchmarks/alphazero.py
+    --parts references``: it blocked a Connect Four column threat in 31 of 32 searches at 64
+    simulations, where PUCT over uniform priors (``kind="puct"``, the most visited move)
+    blocked it in 14 (an untried move counts as its worst sibling, so PUCT may never try the
+    one that matters)."""
     evaluate = rollout_evaluator(game)
 
     def opponent(key: PRNGKeyArray, board: Int[Array, " cells"]) -> Int[Array, ""]:

@@ -28,9 +28,10 @@ WIN_IN_ONE = _board(["xx.", "oo.", "..."])
 LOST = _board(["oo.", "ox.", ".x."])
 
 
-def _evaluators():
-    uniform = search.rollout_evaluator(TTT)
-    return {"rollout": uniform}
+def _plain(game, key, boards, simulations, **options):
+    """Plain MCTS (uniform prior, random playouts) from each of ``boards``."""
+    evaluate = search.rollout_evaluator(game)
+    return search.run(game, evaluate, None, key, boards, num_simulations=simulations, **options)
 
 
 def _uniform_net(params, obs):
@@ -68,18 +69,7 @@ def test_search_finds_the_win_in_one_every_time(kind, simulations):
     choice, after trying every legal move (PUCT at 32 simulations sometimes never tries the
     win: an unvisited move counts as the worst sibling)."""
     boards = jnp.broadcast_to(WIN_IN_ONE, (64, 9))
-    run = jax.jit(
-        lambda k, b: search.run(
-            TTT,
-            search.rollout_evaluator(TTT),
-            None,
-            k,
-            b,
-            num_simulations=simulations,
-            kind=kind,
-            gumbel_scale=0.0,
-        )
-    )
+    run = jax.jit(lambda k, b: _plain(TTT, k, b, simulations, kind=kind, gumbel_scale=0.0))
     out = run(jax.random.PRNGKey(1), boards)
     best = search.best_action(out, jax.vmap(TTT.legal_mask)(boards))
     np.testing.assert_array_equal(best, 2)
@@ -90,11 +80,7 @@ def test_search_finds_the_win_in_one_every_time(kind, simulations):
 def test_value_sign_flips_between_players():
     """The root value of a won position is positive, of a lost one negative, for the player
     to move: the opponent's win one ply below counts against the mover (discount −1)."""
-    run = jax.jit(
-        lambda k, b: search.run(
-            TTT, search.rollout_evaluator(TTT), None, k, b, num_simulations=128, kind="puct"
-        )
-    )
+    run = jax.jit(lambda k, b: _plain(TTT, k, b, 128, kind="puct"))
     out = run(jax.random.PRNGKey(2), jnp.stack([WIN_IN_ONE, LOST]))
     value = out.search_tree.summary().value
     assert value[0] > 0.5, value
@@ -107,9 +93,7 @@ def test_illegal_moves_never_get_visits(kind):
     occupied cells / full columns have zero visits."""
     key = jax.random.PRNGKey(3)
     boards = jnp.stack([WIN_IN_ONE, LOST, TTT.initial_board(), _board(["xo.", "...", "..."])])
-    out = search.run(
-        TTT, search.rollout_evaluator(TTT), None, key, boards, num_simulations=64, kind=kind
-    )
+    out = _plain(TTT, key, boards, 64, kind=kind)
     tree = out.search_tree
     node_boards, node_done = tree.embeddings  # [B, nodes, cells], [B, nodes]
     legal = jax.vmap(jax.vmap(TTT.legal_mask))(node_boards)
@@ -127,16 +111,7 @@ def test_connect_four_search_blocks_a_column_threat():
     rows = [".......", ".......", ".......", "o......", "o......", "ox.x..."]
     board = _board(rows)
     boards = jnp.broadcast_to(board, (16, 42))
-    out = search.run(
-        C4,
-        search.rollout_evaluator(C4),
-        None,
-        jax.random.PRNGKey(4),
-        boards,
-        num_simulations=64,
-        kind="gumbel",
-        gumbel_scale=0.0,
-    )
+    out = _plain(C4, jax.random.PRNGKey(4), boards, 64, kind="gumbel", gumbel_scale=0.0)
     np.testing.assert_array_equal(out.action, 0)
     opponent = jax.jit(jax.vmap(search.mcts_opponent(C4, 128)))
     moves = np.asarray(opponent(jax.random.split(jax.random.PRNGKey(5), 16), boards))
@@ -153,34 +128,13 @@ def test_bad_model_and_budget_are_refused():
 
     env, _ = make("CartPole-v1")
     boards = TTT.initial_board()[None]
+    key = jax.random.PRNGKey(0)
     with pytest.raises(ValueError, match="^search: needs a deterministic"):
-        search.run(
-            env,
-            search.rollout_evaluator(TTT),
-            None,
-            jax.random.PRNGKey(0),
-            boards,
-            num_simulations=4,
-        )
+        search.run(env, search.rollout_evaluator(TTT), None, key, boards, num_simulations=4)
     with pytest.raises(ValueError, match="^num_simulations: must be >= 1"):
-        search.run(
-            TTT,
-            search.rollout_evaluator(TTT),
-            None,
-            jax.random.PRNGKey(0),
-            boards,
-            num_simulations=0,
-        )
+        _plain(TTT, key, boards, 0)
     with pytest.raises(ValueError, match="^search: must be one of"):
-        search.run(
-            TTT,
-            search.rollout_evaluator(TTT),
-            None,
-            jax.random.PRNGKey(0),
-            boards,
-            num_simulations=4,
-            kind="ucb",
-        )
+        _plain(TTT, key, boards, 4, kind="ucb")
 
 
 def test_masked_categorical_stays_finite():

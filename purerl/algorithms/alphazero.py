@@ -39,7 +39,13 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
 from purerl import buffers, search
 from purerl.algorithms.actor_critic import apply_gradients
-from purerl.algorithms.common import check_numbers, keep_if, require
+from purerl.algorithms.common import (
+    check_numbers,
+    keep_if,
+    require,
+    require_one_of,
+    require_positive,
+)
 from purerl.algorithms.core import Algorithm, Policy, build_network, register
 from purerl.envs import VecEnv, games
 from purerl.networks import PolicyValueNetwork
@@ -47,6 +53,19 @@ from purerl.networks import PolicyValueNetwork
 __all__ = ["Config", "State", "init", "step", "ALGORITHM", "make_train", "schedule", "OPPONENTS"]
 
 OPPONENTS = ("random", "perfect", "mcts")
+# integer fields that must be > 0
+POSITIVE = (
+    "total_steps",
+    "num_envs",
+    "num_simulations",
+    "width",
+    "buffer_size",
+    "batch_size",
+    "updates_per_iteration",
+    "eval_every",
+    "eval_envs",
+    "opponent_simulations",
+)
 
 
 class Config(eqx.Module):
@@ -103,54 +122,22 @@ class Config(eqx.Module):
 
     def __check_init__(self):
         check_numbers(self)
-        positive = (
-            "total_steps",
-            "num_envs",
-            "num_simulations",
-            "width",
-            "buffer_size",
-            "batch_size",
-            "updates_per_iteration",
-            "eval_every",
-            "eval_envs",
-            "opponent_simulations",
-        )
-        for name in positive:
-            require(getattr(self, name) > 0, name, f"must be > 0, got {getattr(self, name)}")
+        require_positive(self, POSITIVE)
         require(self.num_blocks >= 0, "num_blocks", f"must be >= 0, got {self.num_blocks}")
-        require(
-            self.search in search.SEARCH_KINDS,
-            "search",
-            f"must be one of {list(search.SEARCH_KINDS)}, got {self.search!r}",
-        )
-        require(
-            self.network in ("auto", "mlp", "cnn"),
-            "network",
-            f"must be 'auto', 'mlp' or 'cnn', got {self.network!r}",
-        )
-        require(
-            self.eval_opponent in OPPONENTS,
-            "eval_opponent",
-            f"must be one of {list(OPPONENTS)}, got {self.eval_opponent!r}",
-        )
+        require_one_of(self, "search", search.SEARCH_KINDS)
+        require_one_of(self, "network", ("auto", "mlp", "cnn"))
+        require_one_of(self, "eval_opponent", OPPONENTS)
         require(
             self.batch_size <= self.buffer_size,
             "batch_size",
             f"batch_size={self.batch_size} is larger than buffer_size={self.buffer_size}",
         )
-        require(self.learning_rate > 0, "learning_rate", f"must be > 0, got {self.learning_rate}")
+        require_positive(self, ("learning_rate", "dirichlet_alpha"))
         require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         require(self.gumbel_scale >= 0, "gumbel_scale", f"must be >= 0, got {self.gumbel_scale}")
-        require(
-            (self.dirichlet_fraction >= 0) & (self.dirichlet_fraction <= 1),
-            "dirichlet_fraction",
-            f"must be in [0, 1], got {self.dirichlet_fraction}",
-        )
-        require(
-            self.dirichlet_alpha > 0,
-            "dirichlet_alpha",
-            f"must be > 0, got {self.dirichlet_alpha}",
-        )
+        fraction = self.dirichlet_fraction
+        ok = (fraction >= 0) & (fraction <= 1)
+        require(ok, "dirichlet_fraction", f"must be in [0, 1], got {fraction}")
 
 
 class Example(eqx.Module):

@@ -86,23 +86,30 @@ def check_numbers(c: Any) -> None:
             require(_is_finite_number(v), f.name, f"must be a finite number, got {v!r}")
 
 
+def require_positive(c: Any, names: tuple[str, ...]) -> None:
+    """``ValueError("name: must be > 0, got ...")`` for the first of ``names`` that is not."""
+    for name in names:
+        require(getattr(c, name) > 0, name, f"must be > 0, got {getattr(c, name)}")
+
+
+def require_one_of(c: Any, name: str, options: Any) -> None:
+    """``ValueError("name: must be one of [...], got ...")`` unless ``c.name`` is an option."""
+    value = getattr(c, name)
+    require(value in options, name, f"must be one of {list(options)}, got {value!r}")
+
+
 def check_shared_fields(c: Any, positive: tuple[str, ...]) -> None:
     """Checks every algorithm's config needs: numbers finite and within int32
     (``check_numbers``), the named integer fields > 0, the network sizes and activation
     exist, γ ∈ (0, 1], learning rate and gradient-norm bound > 0."""
     check_numbers(c)
-    for name in positive:
-        require(getattr(c, name) > 0, name, f"must be > 0, got {getattr(c, name)}")
+    require_positive(c, positive)
     require(
         len(c.hidden_sizes) > 0 and all(h > 0 for h in c.hidden_sizes),
         "hidden_sizes",
         f"must be a non-empty tuple of positive sizes, got {c.hidden_sizes}",
     )
-    require(
-        c.activation in ACTIVATIONS,
-        "activation",
-        f"must be one of {sorted(ACTIVATIONS)}, got {c.activation!r}",
-    )
+    require_one_of(c, "activation", sorted(ACTIVATIONS))
     require((c.gamma > 0) & (c.gamma <= 1), "gamma", f"must be in (0, 1], got {c.gamma}")
     require(c.learning_rate > 0, "learning_rate", f"must be > 0, got {c.learning_rate}")
     require(c.max_grad_norm > 0, "max_grad_norm", f"must be > 0, got {c.max_grad_norm}")

@@ -41,7 +41,13 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
-from purerl.algorithms.common import check_numbers, finished_episode_stats, require
+from purerl.algorithms.common import (
+    check_numbers,
+    finished_episode_stats,
+    require,
+    require_one_of,
+    require_positive,
+)
 from purerl.algorithms.core import Algorithm, Policy, register
 from purerl.envs import VecEnv, VecEnvState, tabular_states
 from purerl.policies import greedy, linear_schedule
@@ -95,9 +101,8 @@ class Config(eqx.Module):
 def check_config(c: Config) -> None:
     """Raise ``ValueError`` naming the first bad field (environment-free checks)."""
     check_numbers(c)
-    require(c.method in METHODS, "method", f"must be one of {METHODS}, got {c.method!r}")
-    for name in ("total_steps", "num_envs", "eval_every", "eval_envs"):
-        require(getattr(c, name) > 0, name, f"must be > 0, got {getattr(c, name)}")
+    require_one_of(c, "method", METHODS)
+    require_positive(c, ("total_steps", "num_envs", "eval_every", "eval_envs"))
     require((c.alpha > 0) & (c.alpha <= 1), "alpha", f"must be in (0, 1], got {c.alpha}")
     ok = (c.alpha_end > 0) & (c.alpha_end <= 1)
     require(ok, "alpha_end", f"must be in (0, 1], got {c.alpha_end}")

@@ -46,6 +46,7 @@ from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 __all__ = [
     "BoardGame",
     "winning_lines",
+    "uniform_choice",
     "TIC_TAC_TOE",
     "CONNECT_FOUR",
     "GAMES",
@@ -64,6 +65,11 @@ __all__ = [
 ]
 
 _DIRECTIONS = ((0, 1), (1, 0), (1, 1), (1, -1))  # →, ↓, ↘, ↙
+
+
+def uniform_choice(key: PRNGKeyArray, allowed: Bool[Array, " n"]) -> Int[Array, ""]:
+    """An index drawn uniformly among those where ``allowed`` holds."""
+    return jax.random.categorical(key, jnp.where(allowed, 0.0, -jnp.inf))
 
 
 def winning_lines(rows: int, cols: int, connect: int) -> tuple[tuple[int, ...], ...]:
@@ -136,6 +142,10 @@ class BoardGame(eqx.Module):
     def legal_mask(self, board: Int[Array, " cells"]) -> Bool[Array, " actions"]:
         """The legal moves: empty cells, or (gravity) columns whose top cell is empty."""
         return board[: self.cols] == 0 if self.gravity else board == 0
+
+    def random_move(self, key: PRNGKeyArray, board: Int[Array, " cells"]) -> Int[Array, ""]:
+        """A legal move drawn uniformly (the random opponent's, and a playout's)."""
+        return uniform_choice(key, self.legal_mask(board))
 
     def has_line(self, board: Int[Array, " cells"], player: int = 1) -> Bool[Array, ""]:
         """Whether ``player``'s stones (``+1`` the mover, ``−1`` the other) fill a line:
@@ -282,7 +292,7 @@ def random_opponent(game: BoardGame) -> Opponent:
     """An opponent playing uniformly among the legal moves."""
 
     def opponent(key: PRNGKeyArray, board: Int[Array, " cells"]) -> Int[Array, ""]:
-        return jax.random.categorical(key, jnp.where(game.legal_mask(board), 0.0, -jnp.inf))
+        return game.random_move(key, board)
 
     return opponent
 
@@ -304,7 +314,7 @@ def perfect_opponent(game: BoardGame) -> Opponent:
     def opponent(key: PRNGKeyArray, board: Int[Array, " cells"]) -> Int[Array, ""]:
         moves = perfect_moves(board)
         moves = jnp.where(jnp.any(moves), moves, game.legal_mask(board))  # finished: any
-        return jax.random.categorical(key, jnp.where(moves, 0.0, -jnp.inf))
+        return uniform_choice(key, moves)
 
     return opponent
 
