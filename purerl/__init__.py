@@ -12,10 +12,13 @@ Three levels, each usable alone:
   actor-critic losses ``soft_q_target``, ``clipped_double_q_target``, ``critic_loss``,
   ``sac_actor_loss``, ``temperature_loss``, ``td3_target_action``,
   ``deterministic_actor_loss`` (``purerl.off_policy``); tree search over board games
-  through mctx (``purerl.search``: the game's rules as the model);
+  through mctx (``purerl.search``: the game's rules as the model); RLHF's maths
+  (``purerl.preferences``: ``bradley_terry_loss``, ``token_kl``, ``kl_penalized_rewards``,
+  ``adaptive_kl_coefficient``) and a small causal transformer (``purerl.language``);
   pure functions over Equinox modules and pytrees, callable eagerly or under ``jit``;
 * algorithms: ``purerl.algorithms.dqn`` / ``pqn`` / ``reinforce`` / ``a2c`` / ``ppo`` /
-  ``sac`` / ``td3`` (DDPG: ``td3.ddpg_config()``) / ``tabular`` / ``alphazero``,
+  ``sac`` / ``td3`` (DDPG: ``td3.ddpg_config()``) / ``tabular`` / ``alphazero`` /
+  ``rlhf`` (also ``purerl.rlhf``: pretrain → preferences → reward model → PPO on a KL leash),
   each an ``Algorithm`` record (``Config``, ``init``, ``step``, ``greedy_policy``, ...)
   registered under its name; ``make_train``, ``schedule`` and evaluation are generic
   (``purerl.algorithms.core``); ``jax.jit(jax.vmap(make_train(config)))(keys)`` trains one
@@ -29,15 +32,19 @@ from purerl import (
     algorithms,
     buffers,
     envs,
+    language,
     off_policy,
     planning,
+    preferences,
     prioritized,
     replay,
     search,
     stats,
 )
+from purerl.algorithms import rlhf
 from purerl.algorithms.core import Algorithm, Policy, register
 from purerl.experiment import Result, resume, run
+from purerl.language import CausalTransformer
 from purerl.networks import (
     MLP,
     ActorCritic,
@@ -84,8 +91,17 @@ from purerl.policy_gradient import (
     ppo_clipped_surrogate,
     ppo_diagnostics,
     ppo_loss,
+    ppo_objective,
     reinforce_loss,
     value_loss,
+)
+from purerl.preferences import (
+    adaptive_kl_coefficient,
+    best_of_n_kl,
+    bradley_terry_loss,
+    kl_penalized_rewards,
+    token_kl,
+    token_log_probs,
 )
 from purerl.returns import discounted_returns, gae, lambda_returns, n_step_targets
 from purerl.types import Timestep, Transition
@@ -156,6 +172,7 @@ __all__ = [
     "ppo_clipped_surrogate",
     "clipped_value_loss",
     "ppo_loss",
+    "ppo_objective",
     "masked_mean",
     "gae",
     "lambda_returns",
@@ -181,4 +198,14 @@ __all__ = [
     "value_iteration",
     "policy_evaluation",
     "bellman_q",
+    "language",
+    "CausalTransformer",
+    "preferences",
+    "rlhf",
+    "bradley_terry_loss",
+    "token_log_probs",
+    "token_kl",
+    "kl_penalized_rewards",
+    "adaptive_kl_coefficient",
+    "best_of_n_kl",
 ]

@@ -255,6 +255,12 @@ def _force_host_devices(args, argv: Sequence[str] | None) -> None:
         os.execv(sys.executable, [sys.executable, "-m", "purerl.cli", *sys.argv[1:]])
 
 
+def _num(x: float) -> str:
+    """A score for a table: one decimal from 10 up (CartPole's 500.0), else three significant
+    digits (a hidden score of 0.281 is not "0.3")."""
+    return f"{x:.1f}" if abs(x) >= 10 else f"{x:.3g}"
+
+
 def _print_summary(result) -> None:
     from purerl.sinks import config_label
 
@@ -265,14 +271,14 @@ def _print_summary(result) -> None:
         at = s["per_config"][0]["diverged_at_per_seed"]
         for i, r in enumerate(s["final_return_per_seed"]):
             note = f"  DIVERGED at env step {at[i]:,} (frozen)" if at[i] >= 0 else ""
-            print(f"{i:>6}  {r:>10.1f}{note}")
+            print(f"{i:>6}  {_num(r):>10}{note}")
     for c, row in enumerate(s["per_config"]):
         name = config_label(row["point"], c) if s["configs"] > 1 else "all seeds"
         diverged = sum(a >= 0 for a in row["diverged_at_per_seed"])
         print(
-            f"{name}: mean {row['mean']:.1f} ± {row['std']:.1f} (std), median "
-            f"{row['median']:.1f}, IQM {row['iqm']:.1f} [{row['iqm_ci_low']:.1f}, "
-            f"{row['iqm_ci_high']:.1f}] (95% CI, {row['seeds']} seeds"
+            f"{name}: mean {_num(row['mean'])} ± {_num(row['std'])} (std), median "
+            f"{_num(row['median'])}, IQM {_num(row['iqm'])} [{_num(row['iqm_ci_low'])}, "
+            f"{_num(row['iqm_ci_high'])}] (95% CI, {row['seeds']} seeds"
             + (f", {diverged} DIVERGED)" if diverged else ")")
         )
     print(
@@ -377,11 +383,11 @@ def _compare(args) -> int:
     print(header + f" {'P(> row 1) [95% CI]':>22}")
     for row in rows:
         name = row["run"] if not row["point"] else f"{row['run']} {config_label(row['point'], 0)}"
-        ci = f"{row['iqm']:.1f} [{row['iqm_ci_low']:.1f}, {row['iqm_ci_high']:.1f}]"
-        spread = f"{row['mean']:.1f} ± {row['std']:.1f}"
+        ci = f"{_num(row['iqm'])} [{_num(row['iqm_ci_low'])}, {_num(row['iqm_ci_high'])}]"
+        spread = f"{_num(row['mean'])} ± {_num(row['std'])}"
         lo, hi = row["p_improve_ci_low"], row["p_improve_ci_high"]
         p = f"{row['p_improve']:.2f} [{lo:.2f}, {hi:.2f}]"
-        cells = f"{row['seeds']:>5} {ci:>24} {spread:>18} {row['median']:>8.1f} {p:>22}"
+        cells = f"{row['seeds']:>5} {ci:>24} {spread:>18} {_num(row['median']):>8} {p:>22}"
         print(f"{name[-40:]:<40} {cells}")
     return 0
 

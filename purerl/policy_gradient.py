@@ -37,6 +37,7 @@ __all__ = [
     "ppo_diagnostics",
     "clipped_value_loss",
     "value_loss",
+    "ppo_objective",
     # homework wrappers
     "reinforce_loss",
     "a2c_loss",
@@ -277,6 +278,45 @@ def value_loss(
     return masked_mean(clipped_value_loss(values, old_values, returns, clip_eps), mask)
 
 
+def ppo_objective(
+    log_ratio: Float[ArrayLike, "*B"],
+    advantages: Float[ArrayLike, "*B"],
+    values: Float[ArrayLike, "*B"],
+    returns: Float[ArrayLike, "*B"],
+    entropies: Float[ArrayLike, "*B"],
+    *,
+    clip_eps: Real[ArrayLike, ""],
+    value_coef: Real[ArrayLike, ""],
+    entropy_coef: Real[ArrayLike, ""],
+    old_values: Float[ArrayLike, "*B"] | None = None,
+    value_clip_eps: Real[ArrayLike, ""] | None = None,
+    mask: Bool[ArrayLike, "*B"] | Int[ArrayLike, "*B"] | None = None,
+) -> tuple[Float[Array, ""], dict[str, Array]]:
+    """PPO's whole loss from arrays: ``ppo_clip_loss + c_V·value_loss − c_H·mean[H]``.
+
+    The one place the three terms are combined: ``ppo`` (actions of an env), ``ppo_loss`` (the
+    homework wrapper) and RLHF's token-level PPO (``purerl.algorithms.rlhf``) all call it.
+
+    Args:
+        log_ratio: ``log π(a|s) − log π_old(a|s)``, shape ``[*B]``.
+        advantages, returns: targets, shape ``[*B]`` (under ``stop_gradient``).
+        values, entropies: the critic's ``V(s)`` and the policy's ``H(π(·|s))``, ``[*B]``.
+        clip_eps: the ratio clip ``ε``; ``value_coef`` ``c_V``, ``entropy_coef`` ``c_H``.
+        old_values, value_clip_eps: give both for the clipped value loss (else ``½(V − G)²``).
+        mask: valid entries, shape ``[*B]`` (default: all).
+
+    Returns:
+        ``(loss, info)`` with ``policy_loss``, ``value_loss``, ``entropy``, ``approx_kl``,
+        ``clip_fraction``.
+    """
+    policy_loss = ppo_clip_loss(log_ratio, advantages, clip_eps, mask=mask)
+    v_loss = value_loss(values, returns, old_values=old_values, clip_eps=value_clip_eps, mask=mask)
+    entropy = -entropy_loss(entropies, mask=mask)
+    loss = policy_loss + value_coef * v_loss - entropy_coef * entropy
+    info = {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": entropy}
+    return loss, info | ppo_diagnostics(log_ratio, clip_eps, mask=mask)
+
+
 # --------------------------------------------------------------------------------------------
 # Homework wrappers: apply the network, then call the cores
 
@@ -376,16 +416,16 @@ def ppo_loss(
     """
     dist, values = _apply(actor_critic, observations, advantages.ndim)
     log_ratio = dist.log_prob(actions) - jax.lax.stop_gradient(old_log_probs)
-    policy_loss = ppo_clip_loss(log_ratio, advantages, clip_eps, mask=mask)
-    clip_value = value_clip_eps is not None
-    v_loss = value_loss(
+    return ppo_objective(
+        log_ratio,
+        advantages,
         values,
         returns,
-        old_values=old_values if clip_value else None,
-        clip_eps=value_clip_eps,
+        dist.entropy(),
+        clip_eps=clip_eps,
+        value_coef=value_coef,
+        entropy_coef=entropy_coef,
+        old_values=old_values if value_clip_eps is not None else None,
+        value_clip_eps=value_clip_eps,
         mask=mask,
     )
-    entropy = -entropy_loss(dist.entropy(), mask=mask)
-    loss = policy_loss + value_coef * v_loss - entropy_coef * entropy
-    info = {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": entropy}
-    return loss, info | ppo_diagnostics(log_ratio, clip_eps, mask=mask)

@@ -2,7 +2,19 @@
 ``core.Algorithm`` record (``Config``, ``init``, ``step``, ``greedy_policy``, ...); the generic
 ``make_train``, ``schedule`` and evaluation of ``core`` serve them all."""
 
-from purerl.algorithms import a2c, alphazero, core, dqn, ppo, pqn, reinforce, sac, tabular, td3
+from purerl.algorithms import (
+    a2c,
+    alphazero,
+    core,
+    dqn,
+    ppo,
+    pqn,
+    reinforce,
+    rlhf,
+    sac,
+    tabular,
+    td3,
+)
 from purerl.algorithms.core import ALGORITHMS, Algorithm, Policy, register
 
 __all__ = [
@@ -16,6 +28,7 @@ __all__ = [
     "td3",
     "tabular",
     "alphazero",
+    "rlhf",
     "ALGORITHMS",
     "Algorithm",
     "Policy",

@@ -37,7 +37,7 @@ from purerl.algorithms.rollout import (
     recurrent_core,
     update_batch,
 )
-from purerl.policy_gradient import entropy_loss, ppo_clip_loss, ppo_diagnostics, value_loss
+from purerl.policy_gradient import ppo_objective
 from purerl.recurrent import unroll
 from purerl.returns import gae
 
@@ -137,17 +137,18 @@ def _minibatch_loss(network, batch: dict[str, Array], config: Config):
         adv = (adv - adv.mean()) / (adv.std() + 1e-8)
     dist, values = _outputs(network, batch, config)
     log_ratio = dist.log_prob(batch["action"]) - jax.lax.stop_gradient(batch["log_prob"])
-    policy_loss = ppo_clip_loss(log_ratio, adv, config.clip_eps)
-    v_loss = value_loss(
+    return ppo_objective(
+        log_ratio,
+        adv,
         values,
         batch["returns"],
+        dist.entropy(),
+        clip_eps=config.clip_eps,
+        value_coef=config.value_coef,
+        entropy_coef=config.entropy_coef,
         old_values=batch["value"] if config.clip_value else None,
-        clip_eps=config.clip_eps if config.clip_value else None,
+        value_clip_eps=config.clip_eps if config.clip_value else None,
     )
-    entropy = -entropy_loss(dist.entropy())
-    loss = policy_loss + config.value_coef * v_loss - config.entropy_coef * entropy
-    info = {"policy_loss": policy_loss, "value_loss": v_loss, "entropy": entropy}
-    return loss, info | ppo_diagnostics(log_ratio, config.clip_eps)
 
 
 def _update(config: Config):

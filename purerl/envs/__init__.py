@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
-from purerl.envs import brax_env, games, gridworld, inventory, memory, probes
+from purerl.envs import brax_env, games, gridworld, inventory, memory, probes, text
 from purerl.envs.discrete import tabular_states
 from purerl.envs.gridworld import RobotInRoom
 from purerl.envs.inventory import Inventory
@@ -52,6 +52,7 @@ _PURERL_ENVS = {
     **inventory.ENVS,
     **memory.ENVS,
     **games.ENVS,
+    **text.ENVS,
 }
 
 

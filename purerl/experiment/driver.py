@@ -759,7 +759,8 @@ class _Driver:
         metrics = {k: v.reshape(self.shape + v.shape[1:]) for k, v in _to_host(metrics).items()}
         chunks.append(metrics)
         bar.update(self.config.eval_every * self.keys.shape[0])
-        postfix = {"eval_return": f"{float(np.mean(metrics['eval_return'][..., -1])):.1f}"}
+        score = float(np.mean(metrics["eval_return"][..., -1]))
+        postfix = {"eval_return": f"{score:.1f}" if abs(score) >= 10 else f"{score:.3g}"}
         diverged = int(np.sum(_to_host(state.diverged_at) >= 0))
         if diverged:  # frozen runs (non-finite loss or parameters): see core.run_periods
             postfix["diverged"] = f"{diverged}/{self.keys.shape[0]}"
