@@ -123,6 +123,13 @@ def _add_train(sub) -> None:
     )
     train.add_argument("--wandb", action="store_true", help="log to Weights & Biases")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="do not keep compiled programs on disk (default: kept in ~/.cache/purerl/jax, or "
+        "$PURERL_COMPILE_CACHE, so the same config runs again without compiling; "
+        "PURERL_COMPILE_CACHE=0 also turns it off)",
+    )
 
 
 def _add_reports(sub) -> None:
@@ -256,9 +263,9 @@ def _force_host_devices(args, argv: Sequence[str] | None) -> None:
 
 
 def _num(x: float) -> str:
-    """A score for a table: one decimal from 10 up (CartPole's 500.0), else three significant
-    digits (a hidden score of 0.281 is not "0.3")."""
-    return f"{x:.1f}" if abs(x) >= 10 else f"{x:.3g}"
+    """A score for a table: one decimal from 10 up and for round values (CartPole's 500.0,
+    1.0), else three significant digits (a hidden score of 0.281 is not "0.3")."""
+    return f"{x:.1f}" if abs(x) >= 10 or x == round(x, 1) else f"{x:.3g}"
 
 
 def _print_summary(result) -> None:
@@ -308,6 +315,7 @@ def _train(args) -> int:
         checkpoint_every=args.checkpoint_every,
         checkpoint_seconds=args.checkpoint_seconds,
         progress=not args.no_progress,
+        compile_cache=not args.no_compile_cache,
         devices=None if args.devices == "auto" else args.devices,
         sinks=_sinks(args),
     )

@@ -643,3 +643,62 @@ def test_a_misspelt_env_id_is_reported_before_other_bad_fields(capsys):
     assert gamma.startswith("gamma: must be in (0, 1]")
     assert main(["train", "dqn", "--set", "gamma=2.0", "--no-progress"]) == 2  # gamma is bad
     assert "gamma:" in capsys.readouterr().err
+
+
+CACHED = """
+import json, sys
+import jax
+import purerl
+tiny = json.loads(sys.argv[1])
+result = purerl.run("dqn", "ObsReward-probe", seeds=2, steps=400, overrides=tiny, progress=False)
+print(json.dumps({"dir": jax.config.jax_compilation_cache_dir,
+                  "compile": result.summary["compile_seconds"]}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setting", ["folder", "off"])
+def test_run_keeps_compiled_programs_on_disk_unless_told_not_to(setting, tmp_path):
+    """``purerl.run`` turns JAX's persistent cache on (``$PURERL_COMPILE_CACHE`` names the
+    folder; ``0`` turns it off): the training program lands in the folder, and a second process
+    running the same config finds it there (the cache's entries do not change)."""
+    import os
+    import subprocess
+    import sys
+
+    folder = tmp_path / "cache"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT_CACHE")}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)  # conftest's shared test cache
+    env["PURERL_COMPILE_CACHE"] = str(folder) if setting == "folder" else "0"
+    # JAX stores only programs slower to compile than this (1 s by default): a fast machine
+    # might compile the tiny program quicker
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    cmd = [sys.executable, "-c", CACHED, json.dumps(TINY)]
+
+    def once():
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    first = once()
+    if setting == "off":
+        assert first["dir"] is None and not folder.exists()
+        return
+    assert first["dir"] == str(folder)
+    entries = sorted(p.name for p in folder.iterdir())
+    assert any("train_chunk" in name for name in entries), entries
+    second = once()
+    assert second["dir"] == str(folder)
+    assert sorted(p.name for p in folder.iterdir()) == entries  # loaded, not compiled anew
+
+
+def test_compile_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    from purerl.experiment import compile_cache_dir
+
+    monkeypatch.setenv("PURERL_COMPILE_CACHE", str(tmp_path / "here"))
+    assert compile_cache_dir() == tmp_path / "here"
+    for off in ("0", "off", "False", "no"):
+        monkeypatch.setenv("PURERL_COMPILE_CACHE", off)
+        assert compile_cache_dir() is None
+    monkeypatch.delenv("PURERL_COMPILE_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compile_cache_dir() == tmp_path / "xdg" / "purerl" / "jax"

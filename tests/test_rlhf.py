@@ -174,22 +174,8 @@ def test_vocabulary_mismatch_is_refused_before_compile():
         rlhf.fit_reward_model(key, c, lm, pairs, reward_model=other)
 
 
-# ------------------------------------------------------------------ determinism, vmap
-
-
-def test_same_key_same_bits_and_vmapped_seeds_equal_runs_one_by_one():
-    c = rlhf.quick_config()
-    train = jax.jit(rlhf.make_train(c))
-    keys = jax.random.split(jax.random.key(7), 2)
-    _, m0 = train(keys[0])
-    _, again = train(keys[0])
-    _, m1 = train(keys[1])
-    _, both = jax.jit(jax.vmap(rlhf.make_train(c)))(keys)
-    for name in ("reward", "kl", "eval_return", "loss"):
-        np.testing.assert_array_equal(m0[name], again[name])
-        np.testing.assert_allclose(both[name][0], m0[name], rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(both[name][1], m1[name], rtol=1e-5, atol=1e-6)
-    assert not np.array_equal(m0["reward"], m1["reward"])
+# ---------------------------------------------- β control, best-of-n (determinism and vmap over
+# seeds: the conformance tests of tests/test_core.py, run for every registered algorithm)
 
 
 def test_adaptive_controller_moves_beta_towards_the_target():

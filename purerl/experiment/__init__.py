@@ -29,7 +29,14 @@ Results folder (``out``):
   ``checkpoint_every`` chunks.
 """
 
-from purerl.experiment.driver import RunSettings, resume, run, seed_sharding
+from purerl.experiment.driver import (
+    RunSettings,
+    compile_cache_dir,
+    enable_compile_cache,
+    resume,
+    run,
+    seed_sharding,
+)
 from purerl.experiment.results import Result, compare, load_run, write_results
 from purerl.experiment.sweeps import (
     config_to_dict,
@@ -41,6 +48,8 @@ from purerl.experiment.sweeps import (
 __all__ = [
     "Result",
     "RunSettings",
+    "compile_cache_dir",
+    "enable_compile_cache",
     "compare",
     "config_to_dict",
     "load_run",

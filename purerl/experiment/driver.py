@@ -42,7 +42,14 @@ from purerl.experiment.sweeps import (
     config_to_dict,
 )
 
-__all__ = ["RunSettings", "resume", "run", "seed_sharding"]
+__all__ = [
+    "RunSettings",
+    "resume",
+    "run",
+    "seed_sharding",
+    "compile_cache_dir",
+    "enable_compile_cache",
+]
 
 
 def _parse_devices(devices: Any) -> list[jax.Device] | None:
@@ -131,6 +138,8 @@ class RunSettings:
             the run used), ``"all"``, a number or a list.
         sinks: logging sinks fed between chunks (on process 0 only, with several).
         network: the user's network (module or factory), or ``None`` for the default.
+        compile_cache: keep compiled programs on disk (``enable_compile_cache``), so a
+            repeated run of the same config skips XLA's compilation.
     """
 
     seeds: int = 1
@@ -145,6 +154,37 @@ class RunSettings:
     devices: Any = None
     sinks: Sequence[Any] = ()
     network: Any = None
+    compile_cache: bool = True
+
+
+COMPILE_CACHE_ENV = "PURERL_COMPILE_CACHE"
+
+
+def compile_cache_dir() -> Path | None:
+    """Where ``purerl.run`` / ``purerl train`` keep compiled programs: ``$PURERL_COMPILE_CACHE``
+    if it names a folder, none if it is ``0`` / ``off`` / ``false`` / ``no``, else
+    ``$XDG_CACHE_HOME/purerl/jax`` (``~/.cache/purerl/jax``)."""
+    value = os.environ.get(COMPILE_CACHE_ENV, "").strip()
+    if value.lower() in ("0", "off", "false", "no"):
+        return None
+    if value:
+        return Path(value).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "purerl" / "jax"
+
+
+def enable_compile_cache(enabled: bool = True) -> Path | None:
+    """Turn on JAX's persistent compilation cache (``compile_cache_dir()``) unless it is on
+    already (``JAX_COMPILATION_CACHE_DIR`` or ``jax_compilation_cache_dir`` set by you: that
+    folder is kept). Programs that took at least a second to compile are stored, keyed by the
+    program, the JAX version and the device, so a repeated run of the same config loads them
+    instead of compiling. Returns the folder in use, or ``None`` when disabled
+    (``enabled=False``, ``--no-compile-cache`` or ``PURERL_COMPILE_CACHE=0``)."""
+    if jax.config.jax_compilation_cache_dir:
+        return Path(jax.config.jax_compilation_cache_dir)
+    path = compile_cache_dir() if enabled else None
+    if path is not None:
+        jax.config.update("jax_compilation_cache_dir", str(path))
+    return path
 
 
 def run(
@@ -166,6 +206,7 @@ def run(
     devices: Any = None,
     sinks: Sequence[Any] = (),
     network: Any = None,
+    compile_cache: bool = True,
 ) -> Result:
     """Train ``seeds`` independent agents for every point of a hyperparameter ``sweep``.
 
@@ -207,6 +248,9 @@ def run(
             processes, on process 0 only: it alone writes).
         network: your own network instead of the algorithm's default: an Equinox module or a
             factory ``(key, obs_shape, action_spec) -> module`` (``core.build_network``).
+        compile_cache: keep compiled programs on disk and reuse them (``enable_compile_cache``:
+            ``~/.cache/purerl/jax``; ``PURERL_COMPILE_CACHE`` names another folder, or ``0``
+            turns it off), so running the same config again skips compilation.
 
     Returns:
         A ``Result``. ``result.summary["diverged"]`` lists the runs whose loss or parameters
@@ -244,6 +288,7 @@ def run(
         devices=devices,
         sinks=tuple(sinks),
         network=network,
+        compile_cache=compile_cache,
     )
     return execute(module, config, settings, errors)
 
@@ -257,6 +302,7 @@ def execute(
     every problem (with those already in ``errors``), one line each, starting with its field.
     """
     seeds, devices, config, points, configs = _checked(module, config, settings, errors)
+    enable_compile_cache(settings.compile_cache)
     spec = _spec(module.name, config, settings, points)
     sharding = seed_sharding(len(configs) * seeds, devices)
     used = len(sharding.device_set)
@@ -435,6 +481,7 @@ def resume(
     checkpoint_seconds: float = 60.0,
     sinks: Sequence[Any] = (),
     network: Any = None,
+    compile_cache: bool = True,
 ) -> Result:
     """Continue the run recorded in ``out/config.json`` from its last checkpoint.
 
@@ -475,6 +522,7 @@ def resume(
         devices=_recorded_devices(path, spec) if devices is None else devices,
         sinks=tuple(sinks),
         network=network,
+        compile_cache=compile_cache,
     )
     return execute(module, config, settings, errors)
 
@@ -760,7 +808,8 @@ class _Driver:
         chunks.append(metrics)
         bar.update(self.config.eval_every * self.keys.shape[0])
         score = float(np.mean(metrics["eval_return"][..., -1]))
-        postfix = {"eval_return": f"{score:.1f}" if abs(score) >= 10 else f"{score:.3g}"}
+        short = abs(score) >= 10 or score == round(score, 1)
+        postfix = {"eval_return": f"{score:.1f}" if short else f"{score:.3g}"}
         diverged = int(np.sum(_to_host(state.diverged_at) >= 0))
         if diverged:  # frozen runs (non-finite loss or parameters): see core.run_periods
             postfix["diverged"] = f"{diverged}/{self.keys.shape[0]}"
