@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, Real
 
+from purerl.policies import Categorical
 from purerl.policy_gradient import masked_mean
 
 __all__ = [
@@ -85,9 +86,7 @@ def token_log_probs(
         >>> token_log_probs(jnp.log(jnp.array([[0.25, 0.75]])), jnp.array([1]))
         Array([-0.28768206], dtype=float32)
     """
-    log_p = jax.nn.log_softmax(jnp.asarray(logits), axis=-1)
-    tokens = jnp.asarray(tokens)[..., None]
-    return jnp.take_along_axis(log_p, tokens, axis=-1)[..., 0]
+    return Categorical(jnp.asarray(logits)).log_prob(jnp.asarray(tokens))
 
 
 def token_kl(

@@ -32,6 +32,8 @@ __all__ = [
     "sampling_policy",
     "greedy_policy",
     "make_optimizer",
+    "apply_gradients",
+    "minibatch_update",
     "one_update",
     "register_pg",
 ]
@@ -254,6 +256,25 @@ def apply_gradients(
     params = eqx.filter(network, eqx.is_inexact_array)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     return eqx.apply_updates(network, updates), opt_state
+
+
+def minibatch_update(
+    loss: Callable[[Any, Any, Any], tuple[Array, dict[str, Array]]],
+    optimizer: optax.GradientTransformation,
+    config: Any,
+) -> Callable[[tuple[Any, Any], Any], tuple[tuple[Any, Any], dict[str, Array]]]:
+    """``update((network, opt_state), batch)`` for ``rollout.minibatch_epochs``: one optimizer
+    step on ``loss(network, batch, config) -> (value, info)``; the info gains ``loss``
+    (PPO's epochs, RLHF's token-level PPO)."""
+
+    def update(carry, batch):
+        network, opt_state = carry
+        grad_fn = eqx.filter_value_and_grad(loss, has_aux=True)
+        (value, info), grads = grad_fn(network, batch, config)
+        network, opt_state = apply_gradients(network, opt_state, grads, optimizer)
+        return (network, opt_state), {"loss": value, **info}
+
+    return update
 
 
 def collect_rollout(state: PGState) -> tuple[PGState, Rollout, dict[str, Array]]:

@@ -151,19 +151,6 @@ def _minibatch_loss(network, batch: dict[str, Array], config: Config):
     )
 
 
-def _update(config: Config):
-    optimizer = ac.make_optimizer(config, total_updates(config))
-
-    def update(carry, batch):
-        network, opt_state = carry
-        grad_fn = eqx.filter_value_and_grad(_minibatch_loss, has_aux=True)
-        (loss, info), grads = grad_fn(network, batch, config)
-        network, opt_state = ac.apply_gradients(network, opt_state, grads, optimizer)
-        return (network, opt_state), {"loss": loss, **info}
-
-    return update
-
-
 def step(state: State) -> tuple[State, dict[str, Array]]:
     """Collect a rollout, compute GAE, run the minibatch epochs of clipped updates."""
     c = state.config
@@ -181,7 +168,7 @@ def step(state: State) -> tuple[State, dict[str, Array]]:
     key, epoch_key = jax.random.split(state.key)
     state = eqx.tree_at(lambda s: s.key, state, key)
     (network, opt_state), info = minibatch_epochs(
-        _update(c),
+        ac.minibatch_update(_minibatch_loss, ac.make_optimizer(c, total_updates(c)), c),
         (state.network, state.opt_state),
         epoch_key,
         batch,

@@ -46,12 +46,13 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 
-from purerl.algorithms.actor_critic import apply_gradients
+from purerl.algorithms.actor_critic import apply_gradients, minibatch_update
 from purerl.algorithms.common import check_numbers, require, require_one_of, require_positive
 from purerl.algorithms.core import Algorithm, Policy, build_network, register
 from purerl.algorithms.rollout import minibatch_epochs
 from purerl.envs import VecEnv, text
 from purerl.language import CausalTransformer, sample, score_tokens, sequence_reward
+from purerl.policies import Categorical
 from purerl.policy_gradient import ppo_objective
 from purerl.preferences import (
     adaptive_kl_coefficient,
@@ -508,11 +509,6 @@ def _rollout(state: State, key: PRNGKeyArray) -> tuple[dict[str, Array], dict[st
     return batch, stats
 
 
-def _entropies(logits: Float[Array, "... V"]) -> Float[Array, "..."]:
-    log_p = jax.nn.log_softmax(logits, axis=-1)
-    return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
-
-
 def token_ppo_loss(
     policy: CausalTransformer, batch: dict[str, Array], config: Config
 ) -> tuple[Float[Array, ""], dict[str, Array]]:
@@ -527,26 +523,13 @@ def token_ppo_loss(
         adv,
         values,
         batch["returns"],
-        _entropies(logits),
+        Categorical(logits).entropy(),
         clip_eps=config.clip_eps,
         value_coef=config.value_coef,
         entropy_coef=config.entropy_coef,
         old_values=batch["value"],
         value_clip_eps=config.clip_eps,
     )
-
-
-def _update(config: Config):
-    optimizer = _optimizer(config)
-
-    def update(carry, batch):
-        policy, opt_state = carry
-        grad_fn = eqx.filter_value_and_grad(token_ppo_loss, has_aux=True)
-        (loss, info), grads = grad_fn(policy, batch, config)
-        policy, opt_state = apply_gradients(policy, opt_state, grads, optimizer)
-        return (policy, opt_state), {"loss": loss, **info}
-
-    return update
 
 
 def step(state: State) -> tuple[State, dict[str, Array]]:
@@ -556,7 +539,7 @@ def step(state: State) -> tuple[State, dict[str, Array]]:
     key, rollout_key, epoch_key = jax.random.split(state.key, 3)
     batch, stats = _rollout(state, rollout_key)
     (policy, opt_state), info = minibatch_epochs(
-        _update(c),
+        minibatch_update(token_ppo_loss, _optimizer(c), c),
         (state.policy, state.opt_state),
         epoch_key,
         batch,
@@ -583,7 +566,7 @@ def greedy_policy(state: State) -> Policy:
         tokens = obs[:, :-1].astype(jnp.int32)
         position = obs[:, -1].astype(jnp.int32)
         logits = jax.vmap(lambda tok, t: lm(tok)[0][t])(tokens, position)
-        return jax.random.categorical(key, logits).astype(jnp.int32), carry, {}
+        return Categorical(logits).sample(key), carry, {}
 
     return Policy(state.policy, act)
 
