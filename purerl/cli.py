@@ -124,6 +124,27 @@ def _add_train(sub) -> None:
     train.add_argument("--wandb", action="store_true", help="log to Weights & Biases")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument(
+        "--actors",
+        type=int,
+        default=1,
+        metavar="N",
+        help="host envs (gymnasium:ID, atari:GAME) only: actor threads stepping the envs "
+        "while the learner learns; each steps num_envs / N envs of every run (default 1)",
+    )
+    train.add_argument(
+        "--async-envs",
+        action="store_true",
+        help="host envs only: every env copy in its own subprocess (parallel env stepping)",
+    )
+    train.add_argument(
+        "--max-staleness",
+        type=int,
+        default=1,
+        metavar="K",
+        help="host envs only: learner updates a rollout's parameters may lag behind "
+        "(0: synchronous, exactly on-policy; default 1: actors collect one rollout ahead)",
+    )
+    train.add_argument(
         "--no-compile-cache",
         action="store_true",
         help="do not keep compiled programs on disk (default: kept in ~/.cache/purerl/jax, or "
@@ -244,6 +265,8 @@ def _force_host_devices(args, argv: Sequence[str] | None) -> None:
     """
     if argv is not None:  # from Python the env var would only leak into subprocesses
         return
+    if str(args.env or "").startswith(("gymnasium:", "atari:")):
+        return  # a host env: one learner device, the cores step the envs
     import jax
 
     n = _host_devices(
@@ -318,6 +341,9 @@ def _train(args) -> int:
         compile_cache=not args.no_compile_cache,
         devices=None if args.devices == "auto" else args.devices,
         sinks=_sinks(args),
+        actors=args.actors,
+        async_envs=args.async_envs,
+        max_staleness=args.max_staleness,
     )
     if args.resume is not None:
         if args.out is not None or args.overwrite:
@@ -426,7 +452,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"purerl: error: {error}", file=sys.stderr)
         return 2
-    except RuntimeError as error:  # jax.errors.JaxRuntimeError
+    except KeyboardInterrupt:
+        print("purerl: interrupted (the finished evaluation periods are written)", file=sys.stderr)
+        return 130
+    except RuntimeError as error:  # jax.errors.JaxRuntimeError, or an actor of a host env
+        from purerl.experiment.actor_learner import ActorLearnerError
+
+        if isinstance(error, ActorLearnerError):  # the actor's traceback is in the message
+            print(f"purerl: error: {error}", file=sys.stderr)
+            return 1
         if "RESOURCE_EXHAUSTED" not in str(error):
             raise
         # what a step makes and drops (a rollout, a minibatch) is not in the checked estimate

@@ -219,10 +219,13 @@ def test_wrong_observation_shape_raises_naming_obs():
 @pytest.mark.slow
 def test_learns_cartpole_with_vmapped_seeds():
     """4 seeds × 50k env steps (defaults otherwise). A random policy scores ~22 and an untrained
-    greedy net ~10; a mean final greedy return of 100 over 4 seeds (8 episodes each) is out of
-    reach of chance. For scale: in the 64-seed 100k-step benchmark (benchmarks/dqn_cartpole.py,
+    greedy net ~10; a mean greedy return of 100 over 4 seeds and the last three evaluations
+    (30k, 40k, 50k steps; 8 episodes each) is out of reach of chance. The last three rather
+    than the last one: one evaluation of one seed swings between ~15 and 500 at this budget
+    (DQN's default is still unstable, issue #11), and the mean of four such draws fell under
+    100 for some keys. For scale: in the 64-seed 100k-step benchmark (benchmarks/dqn_cartpole.py,
     results/dqn_cartpole.json) the mean greedy return at 50k steps was 228-232."""
     config = dqn.Config(env_id="CartPole-v1", total_steps=50_000, eval_every=10_000)
     _, metrics = train_seeds(config, seeds=4)
-    final = np.asarray(metrics["eval_return"][:, -1])
-    assert final.mean() >= 100.0, final
+    late = np.asarray(metrics["eval_return"][:, -3:])
+    assert late.mean() >= 100.0, late

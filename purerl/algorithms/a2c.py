@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import equinox as eqx
-from jaxtyping import Array, ArrayLike, PRNGKeyArray, Real
+from jaxtyping import ArrayLike, PRNGKeyArray, Real
 
 from purerl.algorithms import actor_critic as ac
 from purerl.algorithms.common import QUICK_ROLLOUT
@@ -22,7 +22,7 @@ from purerl.algorithms.rollout import Rollout
 from purerl.policy_gradient import a2c_loss
 from purerl.returns import discounted_returns
 
-__all__ = ["Config", "State", "init", "step", "ALGORITHM", "make_train", "schedule"]
+__all__ = ["Config", "State", "init", "step", "learn", "ALGORITHM", "make_train", "schedule"]
 
 State = ac.PGState
 
@@ -59,11 +59,11 @@ def _loss(network, rollout: Rollout, config: Config):
     )
 
 
-def step(state: State) -> tuple[State, dict[str, Array]]:
-    """Collect n steps from every env, take one actor-critic gradient step."""
-    return ac.one_update(state, _loss)
-
-
-ALGORITHM = ac.register_pg("a2c", Config, init, step, lambda: Config(**QUICK_ROLLOUT))
+ALGORITHM = ac.register_pg(
+    "a2c", Config, init, ac.one_update(_loss), lambda: Config(**QUICK_ROLLOUT)
+)
+step = ALGORITHM.step
+"""One iteration: collect a rollout, take one gradient step (``ac.one_update``)."""
+learn = ALGORITHM.learn
 make_train = ALGORITHM.make_train
 schedule = ALGORITHM.schedule

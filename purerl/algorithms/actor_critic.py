@@ -1,9 +1,12 @@
 """L3 helpers shared by the policy-gradient algorithms (REINFORCE, A2C, PPO): the common
 config fields and checks, the training state, the sampling and greedy policies, rollouts, the
-optimizer and the one-gradient-step update."""
+optimizer, the start of every ``learn`` (observation statistics) and the one-gradient-step
+update. Each algorithm writes its ``update(state, rollout, episodes)``; ``register_pg`` builds
+``learn`` and ``step`` from it (``rollout.collect_and_learn``)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +19,7 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 from purerl import running_stats
 from purerl.algorithms.common import check_shared_fields, require
 from purerl.algorithms.core import Algorithm, Policy, build_network, register
-from purerl.algorithms.rollout import Rollout, collect, recurrent_core
+from purerl.algorithms.rollout import Rollout, collect_and_learn, collect_from, recurrent_core
 from purerl.envs import VecEnv, VecEnvState
 from purerl.networks import ActorCritic
 from purerl.recurrent import RecurrentActorCritic, carries_after, initial_carry, is_recurrent
@@ -35,6 +38,10 @@ __all__ = [
     "apply_gradients",
     "minibatch_update",
     "one_update",
+    "collect_rollout",
+    "observe_rollout",
+    "learner",
+    "rollout_length",
     "register_pg",
 ]
 
@@ -278,35 +285,39 @@ def minibatch_update(
 
 
 def collect_rollout(state: PGState) -> tuple[PGState, Rollout, dict[str, Array]]:
-    """``num_steps`` steps of every env under the current policy; env state and key advance.
-
-    With observation normalisation the rollout holds the normalised observations (with the
-    statistics the policy acted on), and the statistics then absorb the new raw ones.
-    """
-    key, rollout_key = jax.random.split(state.key)
-    env_state, rollout, episodes = collect(
-        rollout_key,
-        state.env,
-        state.env_state,
-        sampling_policy(state),
-        state.config.num_steps,
-        carry=state.carry,
-    )
-    stats = state.obs_stats
-    if state.config.normalize_observations:
-        stats = running_stats.update(stats, rollout.obs)
-        rollout = eqx.tree_at(
-            lambda r: (r.obs, r.next_obs),
-            rollout,
-            (state.observe(rollout.obs), state.observe(rollout.next_obs)),
-        )
-    state = eqx.tree_at(
-        lambda s: (s.env_state, s.obs_stats, s.key, s.carry),
-        state,
-        (env_state, stats, key, rollout.final_carry),
-        is_leaf=lambda x: x is None,
-    )
+    """``num_steps`` steps of every env under the current policy (env state, key and carry
+    advance), the rollout as ``learn`` sees it (``observe_rollout``) and its episode metrics:
+    the first half of every policy-gradient ``step``, for looking at a rollout."""
+    state, rollout, episodes = collect_from(state, sampling_policy(state), state.config.num_steps)
+    state, rollout = observe_rollout(state, rollout)
     return state, rollout, episodes
+
+
+def observe_rollout(state: PGState, rollout: Rollout) -> tuple[PGState, Rollout]:
+    """The start of every policy-gradient ``learn``: with observation normalisation the
+    rollout's observations are normalised with the statistics the policy acted on, and the
+    statistics then absorb the new raw ones (else both come back unchanged)."""
+    if not state.config.normalize_observations:
+        return state, rollout
+    stats = running_stats.update(state.obs_stats, rollout.obs)
+    rollout = eqx.tree_at(
+        lambda r: (r.obs, r.next_obs),
+        rollout,
+        (state.observe(rollout.obs), state.observe(rollout.next_obs)),
+    )
+    return eqx.tree_at(lambda s: s.obs_stats, state, stats), rollout
+
+
+def learner(
+    update: Callable[[PGState, Rollout, dict[str, Array]], tuple[PGState, dict[str, Array]]],
+) -> Callable[[PGState, Rollout, dict[str, Array]], tuple[PGState, dict[str, Array]]]:
+    """A policy-gradient algorithm's ``learn``: ``observe_rollout``, then its ``update``."""
+
+    def learn(state: PGState, rollout: Rollout, episodes: dict[str, Array]):
+        state, rollout = observe_rollout(state, rollout)
+        return update(state, rollout, episodes)
+
+    return learn
 
 
 def finish_iteration(
@@ -322,11 +333,14 @@ def finish_iteration(
 
 
 def one_update(
-    state: PGState, loss: Callable[[Any, Rollout, Any], tuple[Array, dict]]
-) -> tuple[PGState, dict[str, Array]]:
-    """Collect a rollout and take ONE gradient step on ``loss(network, rollout, config)``
-    (REINFORCE and A2C)."""
-    state, rollout, episodes = collect_rollout(state)
+    loss: Callable[[Any, Rollout, Any], tuple[Array, dict]],
+) -> Callable[[PGState, Rollout, dict[str, Array]], tuple[PGState, dict[str, Array]]]:
+    """``update(state, rollout, episodes)`` taking ONE gradient step on
+    ``loss(network, rollout, config)`` (REINFORCE and A2C)."""
+    return functools.partial(_one_update, loss)
+
+
+def _one_update(loss, state: PGState, rollout: Rollout, episodes: dict[str, Array]):
     grad_fn = eqx.filter_value_and_grad(loss, has_aux=True)
     (value, info), grads = grad_fn(state.network, rollout, state.config)
     optimizer = make_optimizer(state.config)
@@ -334,17 +348,28 @@ def one_update(
     return finish_iteration(state, network, opt_state, {"loss": value, **info, **episodes})
 
 
-def register_pg(name: str, config: type, init, step, quick_config) -> Algorithm:
-    """Register a policy-gradient algorithm: its own ``Config``, ``init``, ``step`` and quick
-    config; acting, evaluation, schedule and checks are the family's."""
+def rollout_length(c: PGConfig) -> int:
+    """Steps of every env per iteration: ``num_steps``."""
+    return c.num_steps
+
+
+def register_pg(name: str, config: type, init, update, quick_config) -> Algorithm:
+    """Register a policy-gradient algorithm: its own ``Config``, ``init``, ``update(state,
+    rollout, episodes)`` and quick config; acting (``sampling_policy``), ``learn``
+    (``learner(update)``), ``step`` (``rollout.collect_and_learn``), evaluation, schedule and
+    checks are the family's."""
+    learn = learner(update)
     algorithm = Algorithm(
         name=name,
         Config=config,
         init=init,
-        step=step,
+        step=collect_and_learn(sampling_policy, learn, rollout_length),
         greedy_policy=greedy_policy,
         iteration_steps=iteration_steps,
         quick_config=quick_config,
         check=check_env,
+        behaviour_policy=sampling_policy,
+        learn=learn,
+        rollout_length=rollout_length,
     )
     return register(algorithm)

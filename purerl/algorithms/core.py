@@ -16,6 +16,19 @@ under its name. It writes only what is its own:
 - ``make_env(config, num_envs) -> VecEnv`` (default: ``VecEnv.make(config.env_id, num_envs)``);
 - ``quick_config() -> Config``: a tiny config that trains in seconds (conformance tests).
 
+Algorithms whose iteration is "collect a rollout, then learn from it" (DQN, the policy-gradient
+family, SAC, TD3) also give the two halves, and build ``step`` from them
+(``rollout.collect_and_learn``), so that the actor–learner loop for host environments
+(``purerl.experiment.actor_learner``) runs the very same learner on rollouts collected on the
+host:
+
+- ``behaviour_policy(state) -> Policy``: how the agent acts while collecting data (ε-greedy,
+  sampling; its extras are stored in the rollout);
+- ``learn(state, rollout, episodes) -> (state, metrics)``: everything an iteration does with a
+  time-major ``rollout.Rollout`` ``[rollout_length, num_envs]`` (store, update, target update,
+  counters) and the episode metrics of that stretch;
+- ``rollout_length(config) -> int``: steps of every env per iteration.
+
 Everything else is written once, here: ``schedule`` (evaluation periods), ``evaluate`` (greedy
 episodes with **their own keys**: ``fold_in(eval_key, env_steps)``, never split from the
 training key, so how often or how widely you evaluate never changes training), ``run_periods``
@@ -53,6 +66,7 @@ from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from purerl.algorithms.common import iteration_schedule
 from purerl.envs import VecEnv
+from purerl.envs.host import is_host_id
 from purerl.recurrent import is_recurrent
 
 __all__ = [
@@ -74,7 +88,10 @@ __all__ = [
     "evaluate",
     "episode_returns",
     "run_periods",
+    "guarded_step",
+    "end_period",
     "make_train",
+    "check_compiled_env",
 ]
 
 # act(params, key, obs [N, ...], carry, first [N]) -> (action [N, ...], carry, extras)
@@ -125,6 +142,15 @@ class Algorithm(NamedTuple):
     quick_config: Callable[[], Any]
     check: Callable[[Any], None] = _no_env_check
     make_env: Callable[[Any, int], VecEnv] = default_make_env
+    behaviour_policy: Callable[[Any], Policy] | None = None
+    learn: Callable[[Any, Any, dict[str, Array]], tuple[Any, dict[str, Array]]] | None = None
+    rollout_length: Callable[[Any], int] | None = None
+
+    @property
+    def learns_from_rollouts(self) -> bool:
+        """Whether the algorithm gives ``behaviour_policy`` / ``learn`` / ``rollout_length``
+        (what host environments need: the actor–learner loop drives those halves)."""
+        return None not in (self.behaviour_policy, self.learn, self.rollout_length)
 
     def schedule(self, config: Any) -> tuple[int, int]:
         """``(num_periods, iterations_per_period)``: see ``core.schedule``."""
@@ -374,16 +400,21 @@ def _all_finite(tree: Any) -> Bool[Array, ""]:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves] or [jnp.array(True)]))
 
 
-def _guarded_step(
-    algorithm: Algorithm, agent: Any, diverged_at: Array, frozen_steps: Array
+def guarded_step(
+    algorithm: Algorithm,
+    agent: Any,
+    diverged_at: Array,
+    frozen_steps: Array,
+    step: Callable[[Any], tuple[Any, dict[str, Array]]] | None = None,
 ) -> tuple[tuple[Any, Array], dict[str, Array]]:
-    """``algorithm.step``, then the divergence check of its metrics and new parameters.
+    """``step(agent)`` (default ``algorithm.step``; the actor–learner loop passes its learner
+    step), then the divergence check of its metrics and new parameters.
 
     From the first non-finite iteration on, float metrics are NaN (those iterations are
     discarded) and ``diverged_at`` holds the env steps taken before it; ``env_steps`` counts
     the scheduled steps (``frozen_steps`` added).
     """
-    new, metrics = algorithm.step(agent)
+    new, metrics = (step or algorithm.step)(agent)
     ok = _all_finite(metrics) & _all_finite(algorithm.greedy_policy(new).params)
     diverged_at = jnp.where((diverged_at < 0) & ~ok, agent.env_steps, diverged_at)
     discarded = diverged_at >= 0
@@ -395,7 +426,7 @@ def _guarded_step(
     return (new, diverged_at), metrics
 
 
-def _end_period(s: TrainState, agent: Any, diverged_at: Array) -> TrainState:
+def end_period(s: TrainState, agent: Any, diverged_at: Array) -> TrainState:
     """Check the whole new agent state (its config aside: a swept value is not learned) and
     roll a diverged run back to ``s.agent``, the state at the start of the period."""
     has_config = isinstance(getattr(agent, "config", None), eqx.Module)
@@ -443,11 +474,11 @@ def run_periods(
 
     def one_period(s: TrainState, _):
         def guarded(carry, _):
-            return _guarded_step(algorithm, *carry, s.frozen_steps)
+            return guarded_step(algorithm, *carry, s.frozen_steps)
 
         carry = (s.agent, s.diverged_at)
         (agent, diverged_at), metrics = jax.lax.scan(guarded, carry, None, length=period)
-        s = _end_period(s, agent, diverged_at)
+        s = end_period(s, agent, diverged_at)
         evals = algorithm.evaluate(s.agent, s.eval_key) if evaluate else {}
         if "eval_env_steps" in evals:
             evals = {**evals, "eval_env_steps": evals["eval_env_steps"] + s.frozen_steps}
@@ -456,6 +487,18 @@ def run_periods(
     state, (metrics, evals) = jax.lax.scan(one_period, state, None, length=num_periods)
     metrics = jax.tree.map(lambda x: x.reshape(num_periods * period, *x.shape[2:]), metrics)
     return state, {**metrics, **evals}
+
+
+def check_compiled_env(config: Any) -> None:
+    """``ValueError`` for a host environment (``gymnasium:...``, ``atari:...``): those step on
+    the host, through the actor–learner loop of ``purerl.run`` / ``purerl train``, never inside
+    a compiled ``train``."""
+    if is_host_id(getattr(config, "env_id", None)):
+        raise ValueError(
+            f"env: {config.env_id} is a host environment: it cannot run inside a compiled "
+            "train(key); use purerl.run(...) or `purerl train`, which drive it through the "
+            "actor–learner loop"
+        )
 
 
 def make_train(
@@ -471,6 +514,7 @@ def make_train(
     """
     algorithm = get(algorithm)
     check(algorithm, config)
+    check_compiled_env(config)
     num_periods, period = schedule(algorithm, config)
 
     def train(key: PRNGKeyArray) -> tuple[Any, dict[str, Array]]:

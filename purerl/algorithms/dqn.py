@@ -1,9 +1,10 @@
 """DQN (Mnih et al., 2015) with each of the lecture's fixes behind one config field.
 
-One ``step`` = act ε-greedily in ``num_envs`` envs, store the transitions (through an n-step
-window if ``n_step > 1``), then ``updates_per_iteration`` gradient steps on batches drawn
-from the buffer, then a target update. The defaults are Double DQN with a dueling head,
-Huber loss, uniform replay and Polyak target averaging.
+One ``step`` = act ε-greedily in ``num_envs`` envs (``behaviour_policy``), then ``learn``:
+store the transitions (through an n-step window if ``n_step > 1``), take
+``updates_per_iteration`` gradient steps on batches drawn from the buffer, update the target.
+The defaults are Double DQN with a dueling head, Huber loss, uniform replay and Polyak target
+averaging.
 
 Example:
     >>> config = dqn.Config(env_id="CartPole-v1", total_steps=50_000)
@@ -27,18 +28,28 @@ from purerl import buffers, replay
 from purerl.algorithms import value_based as vb
 from purerl.algorithms.common import (
     check_shared_fields,
-    finished_episode_stats,
     keep_if,
     learning_ready,
     require,
 )
-from purerl.algorithms.core import Algorithm, register
-from purerl.envs import VecEnv, VecEnvState, to_transition
-from purerl.policies import epsilon_greedy, linear_schedule
+from purerl.algorithms.core import Algorithm, Policy, register
+from purerl.algorithms.rollout import Rollout, collect_and_learn
+from purerl.envs import VecEnv, VecEnvState
+from purerl.policies import linear_schedule
 from purerl.types import Transition
 from purerl.value import periodic_update, td_update
 
-__all__ = ["Config", "State", "init", "step", "ALGORITHM", "make_train", "schedule"]
+__all__ = [
+    "Config",
+    "State",
+    "init",
+    "step",
+    "learn",
+    "behaviour_policy",
+    "ALGORITHM",
+    "make_train",
+    "schedule",
+]
 
 epsilon = vb.epsilon
 
@@ -276,22 +287,25 @@ def _learn(state: State, key: PRNGKeyArray, ready: Array):
     return q_net, opt_state, buffer, jax.tree.map(jnp.mean, info)
 
 
-def step(state: State) -> tuple[State, dict[str, Array]]:
-    """One iteration: act, store, learn (once ``learning_starts`` steps are in), update target."""
-    c = state.config
-    key, act_key, env_key, learn_key = jax.random.split(state.key, 4)
-    eps = epsilon(c, state.env_steps)
-    obs = state.env_state.obs
-    action = epsilon_greedy(act_key, jax.vmap(state.network)(obs), eps)
-    env_state, ts = state.env.step(env_key, state.env_state, action)
-    buffer, window = _store(state, to_transition(obs, action, ts), ts.done)
-    state = eqx.tree_at(
-        lambda s: (s.env_state, s.buffer, s.window),
-        state,
-        (env_state, buffer, window),
-        is_leaf=lambda x: x is None,  # the window of one-step DQN
-    )
+def behaviour_policy(state: State) -> Policy:
+    """ε-greedy on the online network, ε from the schedule at ``state.env_steps``."""
+    return vb.epsilon_greedy_policy(state.network, epsilon(state.config, state.env_steps))
 
+
+def learn(
+    state: State, rollout: Rollout, episodes: dict[str, Array]
+) -> tuple[State, dict[str, Array]]:
+    """What an iteration does with one step of every env (``rollout`` ``[1, num_envs]``):
+    store it, learn (once ``learning_starts`` steps are in), update the target."""
+    c = state.config
+    key, learn_key = jax.random.split(state.key)
+    eps = epsilon(c, state.env_steps)
+    first = lambda x: x[0]  # noqa: E731 (the rollout's one step)
+    items = jax.tree.map(first, rollout.transitions())
+    buffer, window = _store(state, items, first(rollout.done))
+    state = eqx.tree_at(
+        lambda s: (s.buffer, s.window), state, (buffer, window), is_leaf=lambda x: x is None
+    )
     env_steps = state.env_steps + c.num_envs
     ready = learning_ready(c, buffer, env_steps)
     # Learn unconditionally and keep the result only when ready: a lax.cond would copy the
@@ -308,14 +322,16 @@ def step(state: State) -> tuple[State, dict[str, Array]]:
         state,
         (q_net, target_net, opt_state, buffer, key, iteration),
     )
-    metrics = {
-        **info,
-        **finished_episode_stats(ts),
-        "epsilon": eps,
-        "learning": ready,
-        "env_steps": env_steps,
-    }
+    metrics = {**info, **episodes, "epsilon": eps, "learning": ready, "env_steps": env_steps}
     return state, metrics
+
+
+def _one_step(c: Config) -> int:
+    return 1
+
+
+step = collect_and_learn(behaviour_policy, learn, _one_step)
+"""One iteration: act ε-greedily in every env (one step), then ``learn``."""
 
 
 def quick_config() -> Config:
@@ -344,6 +360,9 @@ ALGORITHM = register(
         iteration_steps=lambda c: c.num_envs,
         quick_config=quick_config,
         check=vb.check_env,
+        behaviour_policy=behaviour_policy,
+        learn=learn,
+        rollout_length=_one_step,
     )
 )
 make_train = ALGORITHM.make_train

@@ -41,7 +41,17 @@ from purerl.policy_gradient import ppo_objective
 from purerl.recurrent import unroll
 from purerl.returns import gae
 
-__all__ = ["Config", "State", "init", "step", "ALGORITHM", "make_train", "schedule"]
+__all__ = [
+    "Config",
+    "State",
+    "init",
+    "step",
+    "learn",
+    "update",
+    "ALGORITHM",
+    "make_train",
+    "schedule",
+]
 
 State = ac.PGState
 
@@ -151,10 +161,10 @@ def _minibatch_loss(network, batch: dict[str, Array], config: Config):
     )
 
 
-def step(state: State) -> tuple[State, dict[str, Array]]:
-    """Collect a rollout, compute GAE, run the minibatch epochs of clipped updates."""
+def update(state: State, rollout: Rollout, episodes: dict[str, Array]):
+    """GAE on the rollout, then the minibatch epochs of clipped updates (``learn`` once the
+    observation statistics have seen the rollout; ``step`` = collect, then ``learn``)."""
     c = state.config
-    state, rollout, episodes = ac.collect_rollout(state)
     advantages, returns = _advantages(state.network, rollout, c)
     flat = {
         "obs": rollout.obs,
@@ -186,6 +196,8 @@ def quick_config() -> Config:
     return Config(**QUICK_ROLLOUT, update_epochs=2, num_minibatches=2)
 
 
-ALGORITHM = ac.register_pg("ppo", Config, init, step, quick_config)
+ALGORITHM = ac.register_pg("ppo", Config, init, update, quick_config)
+step = ALGORITHM.step
+learn = ALGORITHM.learn
 make_train = ALGORITHM.make_train
 schedule = ALGORITHM.schedule

@@ -28,7 +28,7 @@ from purerl.algorithms.rollout import Rollout
 from purerl.policy_gradient import masked_mean, reinforce_loss
 from purerl.returns import discounted_returns
 
-__all__ = ["Config", "State", "init", "step", "ALGORITHM", "make_train", "schedule"]
+__all__ = ["Config", "State", "init", "step", "learn", "ALGORITHM", "make_train", "schedule"]
 
 State = ac.PGState
 
@@ -83,11 +83,11 @@ def _loss(network, rollout: Rollout, config: Config):
     }
 
 
-def step(state: State) -> tuple[State, dict[str, Array]]:
-    """Collect a rollout, take one gradient step on the REINFORCE loss."""
-    return ac.one_update(state, _loss)
-
-
-ALGORITHM = ac.register_pg("reinforce", Config, init, step, lambda: Config(**QUICK_ROLLOUT))
+ALGORITHM = ac.register_pg(
+    "reinforce", Config, init, ac.one_update(_loss), lambda: Config(**QUICK_ROLLOUT)
+)
+step = ALGORITHM.step
+"""One iteration: collect a rollout, take one gradient step (``ac.one_update``)."""
+learn = ALGORITHM.learn
 make_train = ALGORITHM.make_train
 schedule = ALGORITHM.schedule

@@ -1,8 +1,11 @@
 """L3: the one rollout helper: ``T`` steps of ``N`` vectorised envs under a ``core.Policy``
 (with its recurrent carry and episode-start flags), returned time-major, plus the episode
 metrics of that stretch. Every on-policy algorithm (REINFORCE, A2C, PPO, PQN) collects its data
-through ``collect``; ``minibatch_epochs`` runs shuffled minibatch passes over a flattened
-rollout (``flatten_steps``) or over per-env sequences cut from it (``sequences``)."""
+through ``collect``; ``collect_and_learn`` builds an algorithm's ``step`` from its two halves
+(``behaviour_policy``, ``learn``), and ``learn_from`` runs the learner half alone on a rollout
+collected elsewhere (the actor–learner loop of host environments); ``minibatch_epochs`` runs
+shuffled minibatch passes over a flattened rollout (``flatten_steps``) or over per-env
+sequences cut from it (``sequences``)."""
 
 from __future__ import annotations
 
@@ -18,10 +21,15 @@ from purerl.algorithms.common import finished_episode_stats, require
 from purerl.algorithms.core import Policy
 from purerl.envs import VecEnv, VecEnvState
 from purerl.recurrent import CORES
+from purerl.types import Transition
 
 __all__ = [
     "Rollout",
     "collect",
+    "begin",
+    "collect_from",
+    "collect_and_learn",
+    "learn_from",
     "flatten_steps",
     "sequences",
     "minibatch_epochs",
@@ -61,6 +69,17 @@ class Rollout(eqx.Module):
         """``γ · (1 − terminated)``: truncation keeps the bootstrap, termination drops it."""
         return gamma * (1.0 - self.terminated.astype(jnp.float32))
 
+    def transitions(self, action: ArrayLike | None = None) -> Transition:
+        """The ``[T, N]`` ``Transition``s (discount ``1 − terminated``, ``next_obs`` the true
+        final observation), storing ``action`` instead of ``self.action`` when given."""
+        return Transition(
+            obs=self.obs,
+            action=self.action if action is None else action,
+            reward=self.reward,
+            discount=1.0 - jnp.asarray(self.terminated, jnp.float32),
+            next_obs=self.next_obs,
+        )
+
 
 def collect(
     key: PRNGKeyArray,
@@ -97,6 +116,68 @@ def collect(
     )
     rollout = Rollout(*record, extras, first=first, carry=carry, final_carry=final_carry)
     return env_state, rollout, finished_episode_stats(ts)
+
+
+def begin(state: Any) -> tuple[Any, PRNGKeyArray]:
+    """Split an iteration's key once: ``(state with the key the learner goes on with, the
+    rollout's key)``. The compiled loop and the actor–learner loop both start an iteration
+    here, so given the same rollout their learners draw the same numbers."""
+    key, rollout_key = jax.random.split(state.key)
+    return eqx.tree_at(lambda s: s.key, state, key), rollout_key
+
+
+Learn = Callable[[Any, Rollout, dict[str, Array]], tuple[Any, dict[str, Array]]]
+
+
+def collect_from(
+    state: Any, policy: Policy, num_steps: int
+) -> tuple[Any, Rollout, dict[str, Array]]:
+    """``num_steps`` steps of every env of ``state.env`` under ``policy`` (``collect``) with
+    the iteration's rollout key (``begin``); the state comes back with its env state, key and
+    (for recurrent agents) ``carry`` advanced. ``state`` has ``env``, ``env_state``, ``key``
+    and optionally ``carry`` (the policy's carry in each env)."""
+    state, rollout_key = begin(state)
+    has_carry = hasattr(state, "carry")
+    env_state, rollout, episodes = collect(
+        rollout_key,
+        state.env,
+        state.env_state,
+        policy,
+        num_steps,
+        carry=state.carry if has_carry else None,
+    )
+    state = eqx.tree_at(lambda s: s.env_state, state, env_state)
+    if has_carry:
+        none = lambda x: x is None  # noqa: E731 (a feed-forward agent's carry)
+        state = eqx.tree_at(lambda s: s.carry, state, rollout.final_carry, is_leaf=none)
+    return state, rollout, episodes
+
+
+def collect_and_learn(
+    behaviour_policy: Callable[[Any], Policy],
+    learn: Learn,
+    rollout_length: Callable[[Any], int],
+) -> Callable[[Any], tuple[Any, dict[str, Array]]]:
+    """An algorithm's ``step`` from its halves: ``rollout_length(config)`` steps of every env
+    under ``behaviour_policy(state)`` (``collect_from``), then ``learn(state, rollout,
+    episodes)``."""
+
+    def step(state: Any) -> tuple[Any, dict[str, Array]]:
+        policy = behaviour_policy(state)
+        state, rollout, episodes = collect_from(state, policy, rollout_length(state.config))
+        return learn(state, rollout, episodes)
+
+    return step
+
+
+def learn_from(
+    learn: Learn, state: Any, rollout: Rollout, episodes: dict[str, Array]
+) -> tuple[Any, dict[str, Array]]:
+    """The learner half of ``collect_and_learn``'s step on a rollout collected elsewhere (by
+    host actors): the same key split, then ``learn``. Given the rollout the compiled step
+    collected, this returns what that step returns."""
+    state, _ = begin(state)
+    return learn(state, rollout, episodes)
 
 
 def flatten_steps(tree: Any) -> Any:

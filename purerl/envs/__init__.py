@@ -5,7 +5,9 @@ included, the course environments ``RobotInRoom-v0`` and ``Inventory-v0``, and t
 ``TicTacToe-v0`` and ``ConnectFour-v0`` against an opponent, ``make(id, opponent="random" |
 "perfect" | function)``, see ``purerl.envs.games``), or, for an id
 ``brax:NAME`` and with the optional ``purerl[brax]`` extra, a Brax physics environment behind
-the same interface (``purerl.envs.brax_env``).
+the same interface (``purerl.envs.brax_env``); ``gymnasium:ID`` and ``atari:GAME`` name host
+environments (``purerl.envs.host``, the optional ``purerl[gymnasium]`` / ``[box2d]`` /
+``[atari]`` extras), trained through the actor–learner loop.
 ``tabular_states`` maps the observations of a discrete-state environment to Q-table rows.
 ``VecEnv`` runs ``num_envs`` copies with auto-reset and returns a ``Timestep`` that keeps
 ``terminated`` and ``truncated`` apart and carries the true final observation of an
@@ -25,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int, PRNGKeyArray
 
-from purerl.envs import brax_env, games, gridworld, inventory, memory, probes, text
+from purerl.envs import brax_env, games, gridworld, host, inventory, memory, probes, text
 from purerl.envs.discrete import tabular_states
 from purerl.envs.gridworld import RobotInRoom
 from purerl.envs.inventory import Inventory
@@ -131,6 +133,9 @@ def check_env_id(env_id: str) -> None:
             ``ImportError`` and a ``ValueError``: "brax is not installed: pip install
             'purerl[brax]'").
     """
+    if host.is_host_id(env_id):
+        host.check_host_id(env_id)
+        return
     env_id, changes = split_env_id(env_id)
     brax_name = brax_env.as_brax_name(env_id)
     if brax_name is not None:
@@ -152,6 +157,10 @@ def make(env_id: str, **env_kwargs: Any) -> tuple[Any, Any]:
     ``env_kwargs`` go to the environment's constructor: e.g. a board game's opponent,
     ``make("TicTacToe-v0", opponent="perfect")`` (``purerl.envs.games.GameEnv``).
 
+    ``"gymnasium:ID"`` / ``"atari:GAME"`` (host environments, ``purerl.envs.host``) give a
+    ``host.HostSpecEnv``: the spaces only; such envs are stepped on the host by the
+    actor–learner loop (``purerl.run``), not in compiled code.
+
     ``"brax:NAME"`` builds a ``brax_env.BraxEnv`` (``env_kwargs``: ``backend=``, one of
     ``brax_env.BACKENDS``), e.g. ``make("brax:ant?max_steps_in_episode=500")``.
 
@@ -160,6 +169,9 @@ def make(env_id: str, **env_kwargs: Any) -> tuple[Any, Any]:
         brax_env.BraxNotInstalledError: a ``brax:NAME`` id without brax installed.
     """
     check_env_id(env_id)
+    if host.is_host_id(env_id):
+        env = host.HostSpecEnv(env_id)
+        return env, env.default_params
     base, changes = split_env_id(env_id)
     brax_name = brax_env.as_brax_name(base)
     if brax_name is not None:

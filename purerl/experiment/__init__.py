@@ -29,6 +29,7 @@ Results folder (``out``):
   ``checkpoint_every`` chunks.
 """
 
+from purerl.experiment.actor_learner import ActorLearnerError, HostSettings
 from purerl.experiment.driver import (
     RunSettings,
     compile_cache_dir,
@@ -46,6 +47,8 @@ from purerl.experiment.sweeps import (
 )
 
 __all__ = [
+    "ActorLearnerError",
+    "HostSettings",
     "Result",
     "RunSettings",
     "compile_cache_dir",

@@ -23,6 +23,8 @@ from tqdm import tqdm
 from purerl import checkpoint
 from purerl.algorithms import core
 from purerl.algorithms.common import INT32_MAX
+from purerl.envs.host import is_host_id
+from purerl.experiment.actor_learner import ActorLearner, HostSettings, check_host_run
 from purerl.experiment.results import (
     CHECKPOINT,
     FORMAT,
@@ -140,6 +142,9 @@ class RunSettings:
         network: the user's network (module or factory), or ``None`` for the default.
         compile_cache: keep compiled programs on disk (``enable_compile_cache``), so a
             repeated run of the same config skips XLA's compilation.
+        host: how the actor–learner loop runs a host environment (``gymnasium:...``,
+            ``atari:...``): actors, subprocess envs, staleness (``HostSettings``); unused for
+            JAX environments.
     """
 
     seeds: int = 1
@@ -155,6 +160,7 @@ class RunSettings:
     sinks: Sequence[Any] = ()
     network: Any = None
     compile_cache: bool = True
+    host: HostSettings = HostSettings()
 
 
 COMPILE_CACHE_ENV = "PURERL_COMPILE_CACHE"
@@ -207,6 +213,9 @@ def run(
     sinks: Sequence[Any] = (),
     network: Any = None,
     compile_cache: bool = True,
+    actors: int = 1,
+    async_envs: bool = False,
+    max_staleness: int = 1,
 ) -> Result:
     """Train ``seeds`` independent agents for every point of a hyperparameter ``sweep``.
 
@@ -251,6 +260,12 @@ def run(
         compile_cache: keep compiled programs on disk and reuse them (``enable_compile_cache``:
             ``~/.cache/purerl/jax``; ``PURERL_COMPILE_CACHE`` names another folder, or ``0``
             turns it off), so running the same config again skips compilation.
+        actors: host environments only (``gymnasium:ID``, ``atari:GAME``, trained through
+            the actor–learner loop, ``purerl.experiment.actor_learner``): actor threads, each
+            stepping ``num_envs / actors`` envs of every run.
+        async_envs: host environments only: every env copy in its own subprocess.
+        max_staleness: host environments only: how many learner updates the parameters a
+            rollout was collected with may lag behind (0: synchronous, exactly on-policy).
 
     Returns:
         A ``Result``. ``result.summary["diverged"]`` lists the runs whose loss or parameters
@@ -289,6 +304,7 @@ def run(
         sinks=tuple(sinks),
         network=network,
         compile_cache=compile_cache,
+        host=HostSettings(actors=actors, async_envs=async_envs, max_staleness=max_staleness),
     )
     return execute(module, config, settings, errors)
 
@@ -304,6 +320,9 @@ def execute(
     seeds, devices, config, points, configs = _checked(module, config, settings, errors)
     enable_compile_cache(settings.compile_cache)
     spec = _spec(module.name, config, settings, points)
+    on_host = is_host_id(config.env_id)
+    if on_host:  # one learner device: the envs are the host's, the batch stays whole
+        devices = jax.local_devices()[:1]
     sharding = seed_sharding(len(configs) * seeds, devices)
     used = len(sharding.device_set)
     path = _prepare_out(settings.out, settings.overwrite, settings.resume, spec, used)
@@ -316,13 +335,24 @@ def execute(
     sinks = _writers(settings.sinks)
     for sink in sinks:
         sink.open({**spec, "out": None if path is None else str(path)})
-    driver = _Driver(module, config, keys, stacked, sharding, path, settings)
-    state, metrics, timing = driver.drive(settings.progress, points, seeds)
+    driver = (_HostDriver if on_host else _Driver)(
+        module, config, keys, stacked, sharding, path, settings
+    )
+    try:
+        state, metrics, timing = driver.drive(settings.progress, points, seeds)
+    except BaseException as error:
+        if on_host:  # a compiled run's interruption keeps its periodic checkpoints only
+            _write_partial(driver, module, config, points, seeds, settings, path, error)
+        for sink in sinks:
+            sink.close()
+        raise
     diverged_at = np.asarray(_to_host(state.diverged_at)).reshape(len(points), seeds)
     summary = _summarize(
         metrics, timing, config, points, seeds, diverged_at, int(settings.seed_offset)
     )
     summary["num_devices"] = used
+    if on_host:
+        summary["host"] = timing.pop("host")
     result = Result(module.name, config, points, metrics, summary, path, state.agent)
     if path is not None and jax.process_index() == 0:
         write_results(result)
@@ -333,6 +363,31 @@ def execute(
     # (`shutdown_timeout_seconds`) the distributed runtime aborts them all, mid-write included
     _barrier("results written")
     return result
+
+
+def _write_partial(driver, module, config, points, seeds, settings, path, error) -> None:
+    """After an interrupted run (Ctrl-C, a failed actor): the results of the periods that
+    finished, with ``summary["interrupted"]`` naming the cause, and a checkpoint of the last
+    one, so ``resume`` continues from there (nothing when none finished or nothing is
+    written)."""
+    chunks, state = driver.chunks, driver.last_state
+    if path is None or not chunks or state is None or jax.process_index() != 0:
+        return
+    metrics = {k: np.concatenate([c[k] for c in chunks], axis=2) for k in chunks[0]}
+    done = len(chunks)
+    partial = dataclasses.replace(config, total_steps=done * config.eval_every)
+    timing = {**driver.timing(), "chunks": driver.num_periods}
+    timing.pop("host", None)
+    diverged_at = np.asarray(_to_host(state.diverged_at)).reshape(len(points), seeds)
+    summary = _summarize(
+        metrics, timing, partial, points, seeds, diverged_at, int(settings.seed_offset)
+    )
+    summary["interrupted"] = f"{type(error).__name__}: {error}".strip().split("\n")[0]
+    summary["chunks_done"] = done
+    result = Result(module.name, config, points, metrics, summary, path, state.agent)
+    write_results(result)
+    if settings.checkpoint_every != 0:  # so that --resume continues from the last period
+        checkpoint.save(path / CHECKPOINT, state, metrics, {"chunks_done": done})
 
 
 def _writers(sinks: Sequence[Any]) -> list[Any]:
@@ -446,6 +501,11 @@ def _checked(module: core.Algorithm, config: Any, settings: RunSettings, errors:
             errors.attempt(core.schedule, module, c)
         else:
             errors.attempt(core.check, module, c)
+    if not errors.env_unknown and is_host_id(fitted.env_id):
+        for problem in check_host_run(module, fitted, settings.host):
+            errors.add(problem)
+        if jax.process_count() > 1:
+            errors.add(f"env: {fitted.env_id} is a host environment: train it in one process")
     errors.raise_any()
     _check_memory(module, fitted, len(configs) * seeds, settings.network, devices)
     _say_fitted(module, config, fitted)
@@ -482,12 +542,18 @@ def resume(
     sinks: Sequence[Any] = (),
     network: Any = None,
     compile_cache: bool = True,
+    actors: int = 1,
+    async_envs: bool = False,
+    max_staleness: int = 1,
 ) -> Result:
     """Continue the run recorded in ``out/config.json`` from its last checkpoint.
 
     The result is bit for bit the one an uninterrupted run would have given (same machine and
-    device count). Arguments left ``None`` are taken from the folder (``devices``: as many as
-    the run used); any that are given must agree with it (``ValueError`` listing the
+    device count), except on a host environment (``gymnasium:...``), whose episodes cannot
+    be snapshotted: the learner continues from the checkpoint and the episodes start anew
+    (``actors``, ``async_envs``, ``max_staleness``: see ``run``). Arguments left ``None`` are
+    taken from the folder (``devices``: as many as the run used); any that are given must
+    agree with it (``ValueError`` listing the
     differences otherwise; ``devices`` that shard the runs over another number of devices
     are refused too), so a resume never mixes two different runs. A finished run is left as
     it is and its results are rewritten.
@@ -523,6 +589,7 @@ def resume(
         sinks=tuple(sinks),
         network=network,
         compile_cache=compile_cache,
+        host=HostSettings(actors=actors, async_envs=async_envs, max_staleness=max_staleness),
     )
     return execute(module, config, settings, errors)
 
@@ -726,6 +793,14 @@ class _Driver:
         self.sinks, self.network = _writers(settings.sinks), settings.network
         self.keys, self.configs = keys, configs
         self.num_periods, self.period = core.schedule(module, config)
+        self.host = settings.host
+        self.chunks: list[dict[str, np.ndarray]] = []
+        self.last_state, self.done, self.compile_seconds, self.t1 = (
+            None,
+            0,
+            0.0,
+            time.perf_counter(),
+        )
 
     def _compile(self):
         module, sharding, network = self.module, self.sharding, self.network
@@ -761,15 +836,16 @@ class _Driver:
 
     def drive(self, progress: bool, points, seeds: int):
         self.shape = (len(points), seeds)
+        self.chunks, self.last_state = [], None
         t0 = time.perf_counter()
         init, compiled, template = self._compile()
-        state, chunks, done = self._start(init, template)
-        compile_seconds = time.perf_counter() - t0
+        state, self.chunks, self.done = self._start(init, template)
+        self.compile_seconds = time.perf_counter() - t0
         batch = self.keys.shape[0]
         steps_per_chunk = self.config.eval_every * batch
         bar = tqdm(
             total=self.num_periods * steps_per_chunk,
-            initial=done * steps_per_chunk,
+            initial=self.done * steps_per_chunk,
             unit="step",
             unit_scale=True,
             disable=not progress,
@@ -778,31 +854,40 @@ class _Driver:
             dynamic_ncols=True,
         )
         saver = checkpoint.AsyncSaver()
-        t1 = self.saved_at = time.perf_counter()
+        self.t1 = self.saved_at = time.perf_counter()
+        try:
+            state = self._train(compiled, state, bar, saver)
+        finally:
+            saver.wait()
+            bar.close()
+        chunks = self.chunks
+        stacked = {k: np.concatenate([c[k] for c in chunks], axis=2) for k in chunks[0]}
+        return state, stacked, self.timing()
+
+    def timing(self) -> dict[str, Any]:
+        """Compile and training seconds so far, where the run resumed, its chunk count."""
+        return {
+            "compile_seconds": self.compile_seconds,
+            "train_seconds": time.perf_counter() - self.t1,
+            "resumed_at_chunk": self.done,
+            "chunks": self.num_periods,
+        }
+
+    def _train(self, compiled, state, bar, saver):
         pending = None
         # Dispatch chunk i+1 before handling chunk i on the host (metrics, sinks, checkpoint):
         # the device always has queued work while the host writes.
-        for i in range(done, self.num_periods):
+        for i in range(self.done, self.num_periods):
             state, metrics = compiled(state)
             if pending is not None:
-                self._handle(*pending, chunks, bar, saver)
+                self._handle(*pending, self.chunks, bar, saver)
             pending = (i, state, metrics)
         if pending is not None:
-            self._handle(*pending, chunks, bar, saver)
-        jax.block_until_ready(state)
-        saver.wait()
-        bar.close()
-        train_seconds = time.perf_counter() - t1
-        stacked = {k: np.concatenate([c[k] for c in chunks], axis=2) for k in chunks[0]}
-        timing = {
-            "compile_seconds": compile_seconds,
-            "train_seconds": train_seconds,
-            "resumed_at_chunk": done,
-            "chunks": self.num_periods,
-        }
-        return state, stacked, timing
+            self._handle(*pending, self.chunks, bar, saver)
+        return jax.block_until_ready(state)
 
     def _handle(self, i, state, metrics, chunks, bar, saver) -> None:
+        self.last_state = state
         # [configs × seeds, T] -> [configs, seeds, T]
         metrics = {k: v.reshape(self.shape + v.shape[1:]) for k, v in _to_host(metrics).items()}
         chunks.append(metrics)
@@ -828,6 +913,37 @@ class _Driver:
             so_far = {k: np.concatenate([c[k] for c in chunks], axis=2) for k in chunks[0]}
             saver.submit(self.path / CHECKPOINT, state, so_far, {"chunks_done": i + 1})
             self.saved_at = time.perf_counter()
+
+
+class _HostDriver(_Driver):
+    """The chunk loop for a host environment: each chunk is one period of the actor–learner
+    loop (``actor_learner.ActorLearner``) instead of a compiled call; progress, sinks,
+    checkpoints and resume are ``_Driver``'s."""
+
+    def _compile(self):
+        module, network = self.module, self.network
+
+        def init_batch(keys, configs):
+            return jax.vmap(lambda k, c: core.init(module, k, c, network))(keys, configs)
+
+        init = jax.jit(init_batch, out_shardings=self.sharding)
+        return init, None, jax.eval_shape(init, self.keys, self.configs)
+
+    def _train(self, compiled, state, bar, saver):
+        settings = self.host
+        self.loop = ActorLearner(self.module, self.config, settings, self.keys.shape[0])
+        try:
+            self.loop.start(state, resumed=self.done > 0)
+            for i in range(self.done, self.num_periods):
+                state, metrics = self.loop.run_period(state)
+                self._handle(i, state, metrics, self.chunks, bar, saver)
+        finally:
+            self.loop.close()
+        return state
+
+    def timing(self) -> dict[str, Any]:
+        loop = getattr(self, "loop", None)
+        return {**super().timing(), "host": None if loop is None else loop.summary()}
 
 
 def _checkpoint_due(i: int, chunks: int, every: int | None, seconds: float, since: float) -> bool:
