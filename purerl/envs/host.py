@@ -371,7 +371,11 @@ class HostVecEnv:
     def close(self) -> None:
         """Close every copy (and end their subprocesses)."""
         env, self._env = getattr(self, "_env", None), None
-        if env is not None:
+        if env is None:
+            return
+        if isinstance(env, _gymnasium().vector.AsyncVectorEnv):
+            env.close(terminate=True)  # end the workers now, even mid-step (Ctrl-C)
+        else:
             env.close()
 
     def __enter__(self) -> HostVecEnv:

@@ -431,7 +431,7 @@ class ActorLearner:
         """Stop every actor (each closes its envs) and close the evaluation envs."""
         self.stop.set()
         for actor in self.actors:
-            actor.join(timeout=30)
+            actor.join(timeout=10)
         if self.eval_env is not None:
             self.eval_env.close()
             self.eval_env = None
