@@ -26,9 +26,10 @@ Parts (``--parts``, default all three), every cell a fresh process:
 
 - ``scaling``: purerl only. PPO (the config above with num_envs 16, num_steps 128, 1 seed,
   65,536 env steps) for actors ∈ {1, 2, 4} × async_envs ∈ {False, True}; DQN (config above,
-  4 envs, 1 seed, 20,000 env steps) with 1 and 2 actors. ``summary["host"]`` says where the
-  learner's time went: ``wait_seconds`` (waiting for actors' rollouts) against
-  ``learn_seconds`` (learning); wait ≈ 0 means learner-bound.
+  4 envs, 1 seed, 20,000 env steps) with 1 and 2 actors. Every cell runs ``--repeats`` times
+  (default 3), round robin; the row shows the run with the median env steps/s and keeps all.
+  ``summary["host"]`` says where the learner's time went: ``wait_seconds`` (waiting for
+  actors' rollouts) against ``learn_seconds`` (learning); wait ≈ 0 means learner-bound.
 
 Throughput is given two ways for both libraries: over the whole training time (purerl:
 ``train_seconds``, which includes its greedy evaluations and the first-call jit of the act and
@@ -39,7 +40,7 @@ this script around every cell, and so is ``others_cpu_s``: the CPU seconds the r
 machine used meanwhile (``/proc/stat``), which flags a cell slowed by other work on a shared
 machine.
 
-    python benchmarks/host_envs.py                       # everything (~35 min on 2 cores)
+    python benchmarks/host_envs.py                       # everything (~45 min on 2 cores)
     python benchmarks/host_envs.py --parts scaling
     python benchmarks/host_envs.py --parts dqn --sb3-python /work/venvs/sb3/bin/python
 
@@ -319,19 +320,35 @@ def lunar_rows(algo: str, sb3_python: str) -> list[dict]:
     return [purerl_row, sb3_row]
 
 
-def scaling_rows() -> list[dict]:
+def scaling_rows(repeats: int) -> list[dict]:
+    """Every scaling cell ``repeats`` times, round robin (so drift on the shared machine hits
+    every cell alike); a row per cell holds every run and, at the top, the run with the median
+    env steps/s (excl. eval)."""
+    runs: dict[tuple, list[dict]] = {cell: [] for cell in SCALING_CELLS}
+    for rep in range(repeats):
+        for algo, actors, async_envs in SCALING_CELLS:
+            spec = dict(
+                algo=algo,
+                seeds=1,
+                steps=SCALING_STEPS[algo],
+                overrides=SCALING_PPO if algo == "ppo" else SCALING_DQN,
+                actors=actors,
+                async_envs=async_envs,
+            )
+            p = purerl_cell(spec)
+            runs[(algo, actors, async_envs)].append(p)
+            h = p["host"]
+            print(
+                f"  scaling {algo} actors={actors} async={async_envs} (run {rep + 1}/{repeats}): "
+                f"{p['steps_per_s']:,.0f} env steps/s (excl. eval "
+                f"{p['steps_per_s_excl_eval']:,.0f}); wait {h['wait_seconds']:.1f} s, learn "
+                f"{h['learn_seconds']:.1f} s; others' CPU {p['others_cpu_s']:.0f} s",
+                flush=True,
+            )
     rows = []
-    for algo, actors, async_envs in SCALING_CELLS:
-        config = SCALING_PPO if algo == "ppo" else SCALING_DQN
-        spec = dict(
-            algo=algo,
-            seeds=1,
-            steps=SCALING_STEPS[algo],
-            overrides=config,
-            actors=actors,
-            async_envs=async_envs,
-        )
-        p = purerl_cell(spec)
+    for (algo, actors, async_envs), done in runs.items():
+        ranked = sorted(done, key=lambda p: p["steps_per_s_excl_eval"])
+        median = ranked[(len(ranked) - 1) // 2]
         rows.append(
             {
                 "part": "scaling",
@@ -341,18 +358,15 @@ def scaling_rows() -> list[dict]:
                 "actors": actors,
                 "async_envs": async_envs,
                 "max_staleness": 1,
-                "config": config,
+                "config": SCALING_PPO if algo == "ppo" else SCALING_DQN,
                 "date": datetime.date.today().isoformat(),
-                **p,
+                "repeats": len(done),
+                **median,
+                "runs": [
+                    {k: v for k, v in p.items() if k not in ("eval_curve", "eval_steps")}
+                    for p in done
+                ],
             }
-        )
-        h = p["host"]
-        print(
-            f"  scaling {algo} actors={actors} async={async_envs}: {p['steps_per_s']:,.0f} env "
-            f"steps/s (excl. eval {p['steps_per_s_excl_eval']:,.0f}); wait "
-            f"{h['wait_seconds']:.1f} s, learn {h['learn_seconds']:.1f} s; others' CPU "
-            f"{p['others_cpu_s']:.0f} s",
-            flush=True,
         )
     return rows
 
@@ -456,19 +470,23 @@ def curve_table(rows: list[dict]) -> str:
 def scaling_table(rows: list[dict]) -> str:
     lines = [
         "| algorithm | actors | async envs | env steps | compile s | train s | eval s "
-        "| env steps/s (incl. eval) | env steps/s (excl. eval) | learner wait s | learner "
-        "learn s | staleness mean / max | process CPU s / wall s | others' CPU s |",
+        "| env steps/s (incl. eval) | env steps/s (excl. eval; range) | learner wait s "
+        "| learner learn s | staleness mean / max | process CPU s / wall s "
+        "| others' CPU s (each run) |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     for r in rows:
         h = r["host"]
+        every = sorted(p["steps_per_s_excl_eval"] for p in r.get("runs", [r]))
+        spread = f"{every[0]:,.0f} – {every[-1]:,.0f}, {len(every)} runs"
+        others = "/".join(f"{p['others_cpu_s']:.0f}" for p in r.get("runs", [r]))
         lines.append(
             f"| {r['algo']} | {r['actors']} | {r['async_envs']} | {r['env_steps_per_seed']:,} "
             f"| {r['compile_s']:.1f} | {r['train_s']:.1f} | {r['eval_s']:.1f} "
-            f"| {r['steps_per_s']:,.0f} | {r['steps_per_s_excl_eval']:,.0f} "
+            f"| {r['steps_per_s']:,.0f} | {r['steps_per_s_excl_eval']:,.0f} ({spread}) "
             f"| {h['wait_seconds']:.1f} | {h['learn_seconds']:.1f} "
             f"| {h['staleness_mean']:.2f} / {h['staleness_max']} "
-            f"| {r['process_cpu_s']:.0f} / {r['process_wall_s']:.0f} | {r['others_cpu_s']:.0f} |"
+            f"| {r['process_cpu_s']:.0f} / {r['process_wall_s']:.0f} | {others} |"
         )
     return "\n".join(lines)
 
@@ -523,26 +541,40 @@ def plot(rows: list[dict], path: Path) -> None:
             x + 0.2,
             [r["steps_per_s_excl_eval"] for r in sel],
             0.4,
-            label="excl. eval",
+            label="excl. eval (median; bar: range of runs)",
             color="tab:green",
+        )
+        every = [sorted(q["steps_per_s_excl_eval"] for q in r.get("runs", [r])) for r in sel]
+        med = [r["steps_per_s_excl_eval"] for r in sel]
+        ax.errorbar(
+            x + 0.2,
+            med,
+            yerr=[
+                [m - e[0] for m, e in zip(med, every, strict=True)],
+                [e[-1] - m for m, e in zip(med, every, strict=True)],
+            ],
+            fmt="none",
+            ecolor="black",
+            capsize=3,
         )
         for xi, r in zip(x, sel, strict=True):
             h = r["host"]
             ax.annotate(
                 f"wait {h['wait_seconds']:.0f} s\nlearn {h['learn_seconds']:.0f} s",
-                (xi, r["steps_per_s_excl_eval"]),
+                (xi, max(q["steps_per_s_excl_eval"] for q in r.get("runs", [r]))),
                 ha="center",
                 va="bottom",
                 fontsize=7,
             )
         ax.set_xticks(x, labels, fontsize=8)
-        ax.margins(y=0.2)
+        top = max(q["steps_per_s_excl_eval"] for r in sel for q in r.get("runs", [r]))
+        ax.set_ylim(0, top * 1.5)
         steps = SCALING_STEPS[algo]
         ax.set(
             ylabel="env steps/s",
             title=f"{algo.upper()} actor scaling (1 seed, {steps:,} steps, learner wait/learn)",
         )
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -555,6 +587,9 @@ def main() -> None:
         "--parts", nargs="+", default=["dqn", "ppo", "scaling"], choices=["dqn", "ppo", "scaling"]
     )
     p.add_argument("--sb3-python", default=SB3_PYTHON)
+    p.add_argument(
+        "--repeats", type=int, default=3, help="runs of every scaling cell (median shown) [3]"
+    )
     p.add_argument("--json", type=Path, default=HERE / "results" / "host_envs.json")
     p.add_argument("--cell", default=None, help=argparse.SUPPRESS)
     p.add_argument("--smoke", action="store_true", help="tiny budgets, to check the script")
@@ -575,7 +610,7 @@ def main() -> None:
             rows += lunar_rows(algo, args.sb3_python)
     if "scaling" in args.parts:
         print("actor scaling", flush=True)
-        rows += scaling_rows()
+        rows += scaling_rows(args.repeats)
     order = {"lunar": 0, "scaling": 1}
     rows = save_rows(
         args.json,
