@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import queue
+import signal
 import sys
 import threading
 import time
@@ -172,7 +173,6 @@ class _Actor(threading.Thread):
     def _run(self) -> None:
         loop = self.loop
         runs, n = loop.runs, loop.envs_per_actor
-        self.env = HostVecEnv(loop.env_id, runs * n, asynchronous=loop.host.async_envs)
         obs = self.env.reset(self.seeds)
         first = np.ones(runs * n, bool)
         carry = None
@@ -355,8 +355,21 @@ class ActorLearner:
             actor_keys = jax.vmap(lambda k, j=j: jax.random.fold_in(k, 0xAC70 + j))(keys)
             seeds = _seeds(keys, j, self.envs_per_actor)
             self.actors.append(_Actor(j, self, seeds, actor_keys))
+            self.actors[-1].env = self._make_env(self.runs * self.envs_per_actor)
         for actor in self.actors:
             actor.start()
+
+    def _make_env(self, num_envs: int) -> HostVecEnv:
+        """An actor's envs, made here in the main thread: subprocess envs start with Ctrl-C
+        ignored, so an interrupt reaches this process alone, which stops the actors and then
+        closes the envs (a worker killed mid-step would leave its actor waiting)."""
+        if not self.host.async_envs or threading.current_thread() is not threading.main_thread():
+            return HostVecEnv(self.env_id, num_envs, asynchronous=self.host.async_envs)
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            return HostVecEnv(self.env_id, num_envs, asynchronous=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def _take(self, actor: _Actor) -> _Item:
         t0 = time.perf_counter()
@@ -432,6 +445,9 @@ class ActorLearner:
         self.stop.set()
         for actor in self.actors:
             actor.join(timeout=10)
+            if actor.is_alive() and actor.env is not None:  # stuck in a step: end its envs
+                actor.env.close()
+                actor.join(timeout=10)
         if self.eval_env is not None:
             self.eval_env.close()
             self.eval_env = None
