@@ -265,7 +265,9 @@ def _force_host_devices(args, argv: Sequence[str] | None) -> None:
     """
     if argv is not None:  # from Python the env var would only leak into subprocesses
         return
-    if str(args.env or "").startswith(("gymnasium:", "atari:")):
+    from purerl.envs.host import is_host_id
+
+    if is_host_id(str(args.env or "")):
         return  # a host env: one learner device, the cores step the envs
     import jax
 

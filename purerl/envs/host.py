@@ -312,14 +312,13 @@ class HostVecEnv:
         self._high = None if self.discrete else np.asarray(action_space.high, np.float32)
         target = _parse(env_id)
         self._channels_last = _channels_last(target)
-        mode = gym.VectorizeMode.ASYNC if asynchronous else gym.VectorizeMode.SYNC
         kwargs = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}
         fns = [functools.partial(_make_one, target) for _ in range(self.num_envs)]
         if asynchronous:
             self._env = gym.vector.AsyncVectorEnv(fns, **kwargs)
         else:
             self._env = gym.vector.SyncVectorEnv(fns, **kwargs)
-        self.mode = mode
+        self.asynchronous = bool(asynchronous)
         self._return = np.zeros(self.num_envs, np.float32)
         self._length = np.zeros(self.num_envs, np.int32)
 

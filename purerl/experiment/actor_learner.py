@@ -182,7 +182,7 @@ class _Actor(threading.Thread):
                 return
             version, params = got
             if carry is None and i == 0:
-                carry = loop.initial_carry(params, n)
+                carry = loop.initial_carry(params)
             start_carry, steps = carry, []
             for _ in range(loop.length):
                 self.key, action, carry, extras = loop.act(
@@ -334,8 +334,9 @@ class ActorLearner:
         self._carry = jax.jit(jax.vmap(lambda p: initial(p, n)))
         self._greedy_carry = jax.jit(jax.vmap(lambda p: greedy_initial(p, e)))
 
-    def initial_carry(self, params: Any, n: int) -> Any:
-        """The behaviour policy's carry for ``n`` envs of every run (``None``: feed-forward)."""
+    def initial_carry(self, params: Any) -> Any:
+        """The behaviour policy's carry for an actor's envs of every run (``None``:
+        feed-forward)."""
         return self._carry(params)
 
     def start(self, state: core.TrainState, *, resumed: bool = False) -> None:
