@@ -24,6 +24,10 @@ Parts (``--parts``, default all three), every cell a fresh process:
   Evaluation, both libraries: the mean undiscounted return of 8 greedy episodes per seed, DQN
   every 5,000 env steps, PPO every 16,384. LunarLander counts as solved at 200.
 
+- ``backends``: purerl only, the PPO scaling cell below with 1 actor on three env backends:
+  Gymnasium in this process, Gymnasium with one subprocess per env, and EnvPool
+  (``envpool:LunarLander-v3``; its cell runs under ``--envpool-python``, a python with
+  ``purerl[envpool]``).
 - ``scaling``: purerl only. PPO (the config above with num_envs 16, num_steps 128, 1 seed,
   65,536 env steps) for actors ∈ {1, 2, 4} × async_envs ∈ {False, True}; DQN (config above,
   4 envs, 1 seed, 20,000 env steps) with 1 and 2 actors. Every cell runs ``--repeats`` times
@@ -130,6 +134,15 @@ SCALING_STEPS = {"ppo": 65_536, "dqn": 20_000}
 SCALING_CELLS = [("ppo", a, s) for a in (1, 2, 4) for s in (False, True)] + [
     ("dqn", a, False) for a in (1, 2)
 ]
+# the same PPO work (1 actor) on LunarLander-v3 stepped by Gymnasium in this process, by
+# Gymnasium in one subprocess per env, and by EnvPool (its C++ threads; run by the python of
+# --envpool-python, which has purerl[envpool])
+BACKEND_CELLS = [
+    ("ppo", 1, False, "gymnasium"),
+    ("ppo", 1, True, "gymnasium"),
+    ("ppo", 1, False, "envpool"),
+]
+ENVPOOL_PYTHON = "/work/venvs/envpool/bin/python"
 
 
 # ------------------------------------------------------------------ cells (fresh processes)
@@ -141,9 +154,10 @@ def run_cell(spec: dict) -> dict:
 
     import purerl
 
+    env = ENV if spec.get("backend", "gymnasium") == "gymnasium" else "envpool:LunarLander-v3"
     r = purerl.run(
         spec["algo"],
-        ENV,
+        env,
         seeds=spec["seeds"],
         steps=spec["steps"],
         overrides=spec["overrides"],
@@ -210,9 +224,9 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[str, dict]:
     return proc.stdout, timing
 
 
-def purerl_cell(spec: dict) -> dict:
+def purerl_cell(spec: dict, python: str = sys.executable) -> dict:
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
-    out, timing = timed([sys.executable, __file__, "--cell", json.dumps(spec)], env)
+    out, timing = timed([python, __file__, "--cell", json.dumps(spec)], env)
     return {**json.loads(out.strip().splitlines()[-1]), **timing}
 
 
@@ -320,13 +334,17 @@ def lunar_rows(algo: str, sb3_python: str) -> list[dict]:
     return [purerl_row, sb3_row]
 
 
-def scaling_rows(repeats: int) -> list[dict]:
-    """Every scaling cell ``repeats`` times, round robin (so drift on the shared machine hits
-    every cell alike); a row per cell holds every run and, at the top, the run with the median
-    env steps/s (excl. eval)."""
-    runs: dict[tuple, list[dict]] = {cell: [] for cell in SCALING_CELLS}
+def scaling_rows(
+    repeats: int, part: str = "scaling", envpool_python: str = ENVPOOL_PYTHON
+) -> list[dict]:
+    """Every cell of ``part`` (``SCALING_CELLS`` or ``BACKEND_CELLS``) ``repeats`` times,
+    round robin (so drift on the shared machine hits every cell alike); a row per cell holds
+    every run and, at the top, the run with the median env steps/s (excl. eval)."""
+    cells = SCALING_CELLS if part == "scaling" else BACKEND_CELLS
+    cells = [(*c, "gymnasium")[:4] for c in cells]
+    runs: dict[tuple, list[dict]] = {cell: [] for cell in cells}
     for rep in range(repeats):
-        for algo, actors, async_envs in SCALING_CELLS:
+        for algo, actors, async_envs, backend in cells:
             spec = dict(
                 algo=algo,
                 seeds=1,
@@ -334,25 +352,29 @@ def scaling_rows(repeats: int) -> list[dict]:
                 overrides=SCALING_PPO if algo == "ppo" else SCALING_DQN,
                 actors=actors,
                 async_envs=async_envs,
+                backend=backend,
             )
-            p = purerl_cell(spec)
-            runs[(algo, actors, async_envs)].append(p)
+            python = envpool_python if backend == "envpool" else sys.executable
+            p = purerl_cell(spec, python)
+            runs[(algo, actors, async_envs, backend)].append(p)
             h = p["host"]
             print(
-                f"  scaling {algo} actors={actors} async={async_envs} (run {rep + 1}/{repeats}): "
+                f"  {part} {algo} {backend} actors={actors} async={async_envs} "
+                f"(run {rep + 1}/{repeats}): "
                 f"{p['steps_per_s']:,.0f} env steps/s (excl. eval "
                 f"{p['steps_per_s_excl_eval']:,.0f}); wait {h['wait_seconds']:.1f} s, learn "
                 f"{h['learn_seconds']:.1f} s; others' CPU {p['others_cpu_s']:.0f} s",
                 flush=True,
             )
     rows = []
-    for (algo, actors, async_envs), done in runs.items():
+    for (algo, actors, async_envs, backend), done in runs.items():
         ranked = sorted(done, key=lambda p: p["steps_per_s_excl_eval"])
         median = ranked[(len(ranked) - 1) // 2]
         rows.append(
             {
-                "part": "scaling",
+                "part": part,
                 "library": "purerl",
+                "backend": backend,
                 "algo": algo,
                 "seeds": 1,
                 "actors": actors,
@@ -469,11 +491,11 @@ def curve_table(rows: list[dict]) -> str:
 
 def scaling_table(rows: list[dict]) -> str:
     lines = [
-        "| algorithm | actors | async envs | env steps | compile s | train s | eval s "
-        "| env steps/s (incl. eval) | env steps/s (excl. eval; range) | learner wait s "
+        "| algorithm | env backend | actors | async envs | env steps | compile s | train s "
+        "| eval s | env steps/s (incl. eval) | env steps/s (excl. eval; range) | learner wait s "
         "| learner learn s | staleness mean / max | process CPU s / wall s "
         "| others' CPU s (each run) |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|",
     ]
     for r in rows:
         h = r["host"]
@@ -481,7 +503,8 @@ def scaling_table(rows: list[dict]) -> str:
         spread = f"{every[0]:,.0f} – {every[-1]:,.0f}, {len(every)} runs"
         others = "/".join(f"{p['others_cpu_s']:.0f}" for p in r.get("runs", [r]))
         lines.append(
-            f"| {r['algo']} | {r['actors']} | {r['async_envs']} | {r['env_steps_per_seed']:,} "
+            f"| {r['algo']} | {r.get('backend', 'gymnasium')} | {r['actors']} | {r['async_envs']} "
+            f"| {r['env_steps_per_seed']:,} "
             f"| {r['compile_s']:.1f} | {r['train_s']:.1f} | {r['eval_s']:.1f} "
             f"| {r['steps_per_s']:,.0f} | {r['steps_per_s_excl_eval']:,.0f} ({spread}) "
             f"| {h['wait_seconds']:.1f} | {h['learn_seconds']:.1f} "
@@ -584,9 +607,17 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(
-        "--parts", nargs="+", default=["dqn", "ppo", "scaling"], choices=["dqn", "ppo", "scaling"]
+        "--parts",
+        nargs="+",
+        default=["dqn", "ppo", "scaling", "backends"],
+        choices=["dqn", "ppo", "scaling", "backends"],
     )
     p.add_argument("--sb3-python", default=SB3_PYTHON)
+    p.add_argument(
+        "--envpool-python",
+        default=ENVPOOL_PYTHON,
+        help="a python with purerl[envpool] installed, for the backends part",
+    )
     p.add_argument(
         "--repeats", type=int, default=3, help="runs of every scaling cell (median shown) [3]"
     )
@@ -611,15 +642,26 @@ def main() -> None:
     if "scaling" in args.parts:
         print("actor scaling", flush=True)
         rows += scaling_rows(args.repeats)
-    order = {"lunar": 0, "scaling": 1}
+    if "backends" in args.parts:
+        print("env backends: Gymnasium sync / async, EnvPool", flush=True)
+        rows += scaling_rows(args.repeats, "backends", args.envpool_python)
+    order = {"lunar": 0, "scaling": 1, "backends": 2}
     rows = save_rows(
         args.json,
         rows,
-        key=lambda r: (r["part"], r["library"], r["algo"], r.get("actors"), r.get("async_envs")),
+        key=lambda r: (
+            r["part"],
+            r["library"],
+            r["algo"],
+            r.get("actors"),
+            r.get("async_envs"),
+            r.get("backend", "gymnasium"),
+        ),
         sort=lambda r: (
             order[r["part"]],
             r["algo"],
             r["library"],
+            r.get("backend", "gymnasium"),
             r.get("actors") or 0,
             bool(r.get("async_envs")),
         ),
@@ -637,12 +679,16 @@ def main() -> None:
     plot(rows, args.json.with_suffix(".png"))
     lunar = [r for r in rows if r["part"] == "lunar"]
     scaling = [r for r in rows if r["part"] == "scaling"]
+    backends = [r for r in rows if r["part"] == "backends"]
     if lunar:
         print(lunar_table(lunar))
         print()
         print(curve_table(lunar))
     if scaling:
         print(scaling_table(scaling))
+    if backends:
+        print()
+        print(scaling_table(backends))
 
 
 if __name__ == "__main__":

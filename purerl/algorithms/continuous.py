@@ -1,7 +1,10 @@
 """L3 helpers shared by the off-policy continuous-control actor-critics (SAC, TD3 and DDPG as
 a TD3 setting): their common config fields and checks, the state, acting (uniform random
-actions until ``learning_starts``, then the algorithm's exploration), storing transitions in
-the replay buffer, and the step skeleton. Each algorithm file writes only its own learner.
+actions until ``learning_starts``, then the algorithm's exploration: ``behaviour_policy``),
+storing transitions in the replay buffer and gating the updates (``learner``), and the step
+built from those halves (``rollout.collect_and_learn``, so host environments train them
+through the actor–learner loop too). Each algorithm file writes only its exploration and its
+updates.
 
 Actions live in ``[−1, 1]^d`` everywhere inside (the actors end in ``tanh``, the critics and
 the replay buffer see those actions); ``policies.scale_action`` maps them to the env's box in
@@ -22,13 +25,13 @@ from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, Real
 from purerl import buffers
 from purerl.algorithms.common import (
     check_shared_fields,
-    finished_episode_stats,
     keep_if,
     learning_ready,
     require,
 )
 from purerl.algorithms.core import Algorithm, Policy, build_network, register
-from purerl.envs import VecEnv, VecEnvState, to_transition
+from purerl.algorithms.rollout import Rollout, collect_and_learn
+from purerl.envs import VecEnv, VecEnvState
 from purerl.networks import CriticEnsemble
 from purerl.policies import scale_action
 from purerl.types import Transition
@@ -42,6 +45,9 @@ __all__ = [
     "to_env",
     "make_optimizer",
     "make_buffer",
+    "Exploration",
+    "behaviour_policy",
+    "learner",
     "step",
     "register_off_policy",
 ]
@@ -282,63 +288,101 @@ def _learner(s: OffPolicyState) -> tuple:
 
 
 Learner = Callable[[OffPolicyState, PRNGKeyArray], tuple[OffPolicyState, dict[str, Array]]]
-Explore = Callable[[OffPolicyState, PRNGKeyArray, Array], Array]
 
 
-def _act(state: OffPolicyState, key: PRNGKeyArray, explore: Explore) -> Array:
-    """Exploration actions in ``[−1, 1]^d``: uniform until ``learning_starts`` env steps,
-    then ``explore(state, key, obs)`` (the algorithm's own noise)."""
-    uniform_key, policy_key = jax.random.split(key)
-    obs = state.env_state.obs
-    shape = (state.config.num_envs, state.env.action_dim)
-    uniform = jax.random.uniform(uniform_key, shape, minval=-1.0, maxval=1.0)
-    learned = explore(state, policy_key, obs)
-    return jnp.where(state.env_steps < state.config.learning_starts, uniform, learned)
+class Exploration(eqx.Module):
+    """How an algorithm explores once ``learning_starts`` env steps are in:
+    ``act(params, key, obs) -> actions in [−1, 1]^d`` for a batch of observations, with
+    ``params(state)`` (the actor and any traced noise scale) the parameters it reads."""
+
+    params: Callable[[OffPolicyState], Any] = eqx.field(static=True)
+    act: Callable[[Any, PRNGKeyArray, Array], Array] = eqx.field(static=True)
 
 
-def step(
-    state: OffPolicyState, explore: Explore, learn: Learner
-) -> tuple[OffPolicyState, dict[str, Array]]:
-    """One iteration: act in ``num_envs`` envs, store the transitions, then (once
-    ``learning_starts`` env steps are in and a batch can be drawn) ``learn``: the algorithm's
-    ``updates_per_iteration`` gradient updates and target updates."""
-    c = state.config
-    key, act_key, env_key, learn_key = jax.random.split(state.key, 4)
-    obs = state.env_state.obs
-    action = _act(state, act_key, explore)
-    env_state, ts = state.env.step(env_key, state.env_state, to_env(state.env, action))
-    buffer = make_buffer(c).add(state.buffer, to_transition(obs, action, ts))
-    state = eqx.tree_at(lambda s: (s.env_state, s.buffer, s.key), state, (env_state, buffer, key))
-    env_steps = state.env_steps + c.num_envs
-    ready = learning_ready(c, buffer, env_steps)
-    learned, info = learn(state, learn_key)
-    kept = keep_if(ready, _learner(learned), _learner(state))
-    state = eqx.tree_at(_learner, state, kept, is_leaf=lambda x: x is None)
-    info = jax.tree.map(lambda x: jnp.where(ready, x, 0.0), info)
-    state = eqx.tree_at(lambda s: s.iteration, state, state.iteration + 1)
-    metrics = {**info, **finished_episode_stats(ts), "learning": ready, "env_steps": env_steps}
-    return state, metrics
+def behaviour_policy(exploration: Exploration) -> Callable[[OffPolicyState], Policy]:
+    """The contract's ``behaviour_policy``: uniform actions in ``[−1, 1]^d`` until
+    ``learning_starts`` env steps, then ``exploration``; the env gets them scaled to its box
+    (``to_env``) and the rollout keeps the ``[−1, 1]^d`` action in ``extras["action"]``, the
+    one the critics and the replay buffer see."""
+
+    def act(params, key, obs, carry, first):
+        explore_params, random_phase, low, high = params
+        uniform_key, policy_key = jax.random.split(key)
+        shape = (obs.shape[0], low.shape[-1])
+        uniform = jax.random.uniform(uniform_key, shape, minval=-1.0, maxval=1.0)
+        learned = exploration.act(explore_params, policy_key, obs)
+        action = jnp.where(random_phase, uniform, learned)
+        return scale_action(action, low, high), carry, {"action": action}
+
+    def policy(state: OffPolicyState) -> Policy:
+        low, high = state.env.action_bounds
+        random_phase = state.env_steps < state.config.learning_starts
+        return Policy((exploration.params(state), random_phase, low, high), act)
+
+    return policy
+
+
+def learner(learn: Learner) -> Callable[..., tuple[OffPolicyState, dict[str, Array]]]:
+    """The contract's ``learn`` from an algorithm's update ``learn(state, key)``: store one
+    step of every env (``rollout`` ``[1, num_envs]``, actions in ``[−1, 1]^d`` from
+    ``extras["action"]``), then (once ``learning_starts`` env steps are in and a batch can
+    be drawn) ``learn``: the algorithm's ``updates_per_iteration`` gradient and target
+    updates."""
+
+    def learn_step(
+        state: OffPolicyState, rollout: Rollout, episodes: dict[str, Array]
+    ) -> tuple[OffPolicyState, dict[str, Array]]:
+        c = state.config
+        key, learn_key = jax.random.split(state.key)
+        items = jax.tree.map(lambda x: x[0], rollout.transitions(rollout.extras["action"]))
+        buffer = make_buffer(c).add(state.buffer, items)
+        state = eqx.tree_at(lambda s: (s.buffer, s.key), state, (buffer, key))
+        env_steps = state.env_steps + c.num_envs
+        ready = learning_ready(c, buffer, env_steps)
+        learned, info = learn(state, learn_key)
+        kept = keep_if(ready, _learner(learned), _learner(state))
+        state = eqx.tree_at(_learner, state, kept, is_leaf=lambda x: x is None)
+        info = jax.tree.map(lambda x: jnp.where(ready, x, 0.0), info)
+        state = eqx.tree_at(lambda s: s.iteration, state, state.iteration + 1)
+        return state, {**info, **episodes, "learning": ready, "env_steps": env_steps}
+
+    return learn_step
+
+
+def _one_step(c: OffPolicyConfig) -> int:
+    return 1
+
+
+def step(exploration: Exploration, learn: Learner) -> Callable[[OffPolicyState], Any]:
+    """An algorithm's ``step``: act in ``num_envs`` envs for one step (``behaviour_policy``),
+    then store and learn (``learner``)."""
+    return collect_and_learn(behaviour_policy(exploration), learner(learn), _one_step)
 
 
 def register_off_policy(
     name: str,
     config: type,
     init: Callable[..., OffPolicyState],
-    step_fn: Callable[[OffPolicyState], tuple[OffPolicyState, dict[str, Array]]],
+    exploration: Exploration,
+    learn: Learner,
     greedy: Callable[[OffPolicyState], Policy],
     quick_config: Callable[[], Any],
 ) -> Algorithm:
-    """Register an off-policy continuous algorithm on the shared contract."""
+    """Register an off-policy continuous algorithm on the shared contract, its ``step``
+    built from its halves (so it also trains on host environments)."""
     return register(
         Algorithm(
             name=name,
             Config=config,
             init=init,
-            step=step_fn,
+            step=step(exploration, learn),
             greedy_policy=greedy,
             iteration_steps=lambda c: c.num_envs,
             quick_config=quick_config,
             check=check_env,
+            behaviour_policy=behaviour_policy(exploration),
+            learn=learner(learn),
+            rollout_length=_one_step,
         )
     )
 

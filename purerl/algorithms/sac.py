@@ -77,8 +77,12 @@ def init(key: PRNGKeyArray, config: Config, *, network: Any = None) -> cont.OffP
     )
 
 
-def _explore(state: cont.OffPolicyState, key: PRNGKeyArray, obs: Array) -> Array:
-    return jax.vmap(state.actor)(obs).sample(key)
+def _explore(actor: Any, key: PRNGKeyArray, obs: Array) -> Array:
+    return jax.vmap(actor)(obs).sample(key)
+
+
+EXPLORATION = cont.Exploration(lambda s: s.actor, _explore)
+"""A sample of the tanh-squashed Gaussian policy."""
 
 
 def _target_entropy(state: cont.OffPolicyState) -> Any:
@@ -159,11 +163,6 @@ def _learn(state: cont.OffPolicyState, key: PRNGKeyArray):
     return state, jax.tree.map(jnp.mean, info)
 
 
-def step(state: cont.OffPolicyState) -> tuple[cont.OffPolicyState, dict[str, Array]]:
-    """One iteration: act, store, learn (once ``learning_starts`` env steps are in)."""
-    return cont.step(state, _explore, _learn)
-
-
 def quick_config() -> Config:
     """A SAC run that trains on a probe env in seconds (conformance tests)."""
     return Config(**cont.quick_fields())
@@ -173,9 +172,12 @@ ALGORITHM = cont.register_off_policy(
     "sac",
     Config,
     init,
-    step,
+    EXPLORATION,
+    _learn,
     cont.greedy_policy(lambda actor, obs: actor(obs).mode()),
     quick_config,
 )
+step = ALGORITHM.step
+"""One iteration: act, store, learn (once ``learning_starts`` env steps are in)."""
 make_train = ALGORITHM.make_train
 schedule = ALGORITHM.schedule

@@ -90,10 +90,14 @@ def init(key: PRNGKeyArray, config: Config, *, network: Any = None) -> cont.OffP
     )
 
 
-def _explore(state: cont.OffPolicyState, key: PRNGKeyArray, obs: Array) -> Array:
-    mu = jax.vmap(state.actor)(obs)
-    noise = state.config.exploration_noise * jax.random.normal(key, mu.shape)
-    return jnp.clip(mu + noise, -1.0, 1.0)
+def _explore(params: Any, key: PRNGKeyArray, obs: Array) -> Array:
+    actor, noise_std = params
+    mu = jax.vmap(actor)(obs)
+    return jnp.clip(mu + noise_std * jax.random.normal(key, mu.shape), -1.0, 1.0)
+
+
+EXPLORATION = cont.Exploration(lambda s: (s.actor, s.config.exploration_noise), _explore)
+"""``clip(μ(s) + N(0, exploration_noise²), −1, 1)``."""
 
 
 def _critic_step(state: cont.OffPolicyState, batch: Any, key: PRNGKeyArray):
@@ -186,11 +190,6 @@ def _learn(state: cont.OffPolicyState, key: PRNGKeyArray):
     return state, jax.tree.map(jnp.mean, info)
 
 
-def step(state: cont.OffPolicyState) -> tuple[cont.OffPolicyState, dict[str, Array]]:
-    """One iteration: act, store, learn (once ``learning_starts`` env steps are in)."""
-    return cont.step(state, _explore, _learn)
-
-
 def quick_config() -> Config:
     """A TD3 run that trains on a probe env in seconds (conformance tests)."""
     return Config(**cont.quick_fields())
@@ -200,9 +199,12 @@ ALGORITHM = cont.register_off_policy(
     "td3",
     Config,
     init,
-    step,
+    EXPLORATION,
+    _learn,
     cont.greedy_policy(lambda actor, obs: actor(obs)),
     quick_config,
 )
+step = ALGORITHM.step
+"""One iteration: act, store, learn (once ``learning_starts`` env steps are in)."""
 make_train = ALGORITHM.make_train
 schedule = ALGORITHM.schedule

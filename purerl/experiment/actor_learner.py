@@ -400,6 +400,9 @@ class ActorLearner:
             (agent, diverged_at), metrics = self._learn(
                 agent, diverged_at, s.frozen_steps, _join(items)
             )
+            # wait for the update itself, so learn_seconds is learning, not just its dispatch
+            # (the actors step their envs meanwhile; their next act waits for it anyway)
+            jax.block_until_ready(metrics)
             stale = self.updates - min(item.version for item in items)
             self.staleness.append(stale)
             self.updates += 1
