@@ -139,7 +139,8 @@ def learner(game: str, iterations: int) -> dict:
     import jax.numpy as jnp
 
     from purerl.algorithms import dqn
-    from purerl.experiment.actor_learner import ActorLearner, HostSettings
+    from purerl.algorithms.rollout import Rollout
+    from purerl.experiment.actor_learner import ActorLearner, HostSettings, learner_input
 
     config = dqn.Config(
         env_id=env_id(game),
@@ -150,22 +151,20 @@ def learner(game: str, iterations: int) -> dict:
     agent = jax.tree.map(lambda x: jnp.asarray(x)[None], dqn.init(jax.random.PRNGKey(0), config))
     diverged, frozen = jnp.full((1,), -1, jnp.int32), jnp.zeros((1,), jnp.int32)
     rng = np.random.default_rng(0)
-    shape = (1, 1, NUM_ENVS)
+    shape = (1, NUM_ENVS)  # one step of every env
     frames = rng.integers(0, 256, (*shape, 84, 84, 4), dtype=np.uint8)
-    data = {
-        "obs": frames,
-        "next_obs": frames,
-        "first": np.zeros(shape, bool),
-        "reward": rng.integers(0, 2, shape).astype(np.float32),
-        "terminated": np.zeros(shape, bool),
-        "truncated": np.zeros(shape, bool),
-        "episode_return": np.zeros(shape, np.float32),
-        "episode_length": np.ones(shape, np.int32),
-        "action": rng.integers(0, 4, shape).astype(np.int32),
-        "extras": {},
-        "carry": None,
-        "final_carry": None,
-    }
+    no = np.zeros(shape, bool)
+    rollout = Rollout(
+        obs=frames,
+        action=rng.integers(0, 4, shape).astype(np.int32),
+        reward=rng.integers(0, 2, shape).astype(np.float32),
+        terminated=no,
+        truncated=no,
+        next_obs=frames,
+        extras={},
+        first=no,
+    )
+    data = learner_input(rollout, np.zeros(shape, np.float32), np.ones(shape, np.int32))
     times = []
     for _ in range(iterations + 10):  # 10 warm-up calls (compile, buffer filling to a batch)
         t0 = time.perf_counter()

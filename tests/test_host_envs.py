@@ -22,7 +22,12 @@ from purerl.algorithms import dqn, ppo, sac, td3
 from purerl.algorithms.rollout import begin, collect
 from purerl.envs import VecEnv, host
 from purerl.envs.host import HostNotInstalledError, HostVecEnv
-from purerl.experiment.actor_learner import ActorLearner, ActorLearnerError, HostSettings
+from purerl.experiment.actor_learner import (
+    ActorLearner,
+    ActorLearnerError,
+    HostSettings,
+    learner_input,
+)
 
 CARTPOLE = "gymnasium:CartPole-v1"
 try:
@@ -200,24 +205,6 @@ def test_cli_reports_bad_host_input_in_one_line(capsys):
 # ---------------------------------------------------------------- the learner is the same function
 
 
-def _as_actor_data(rollout, episode_return, episode_length):
-    """A compiled rollout ``[T, N]`` in the form actors hand to the learner (``[1, T, N]``)."""
-    data = {
-        "obs": rollout.obs,
-        "first": rollout.first,
-        "reward": rollout.reward,
-        "terminated": rollout.terminated,
-        "truncated": rollout.truncated,
-        "next_obs": rollout.next_obs,
-        "episode_return": episode_return,
-        "episode_length": episode_length,
-        "action": rollout.action,
-        "extras": rollout.extras,
-    }
-    data = jax.tree.map(lambda x: np.asarray(x)[None], data)
-    return {**data, "carry": None, "final_carry": None}
-
-
 _OFF_POLICY = dict(num_envs=2, learning_starts=16, batch_size=16, hidden_sizes=(16,))
 
 
@@ -251,7 +238,7 @@ def test_host_learner_equals_compiled_step_on_the_same_transitions(module, confi
             rollout_key, state.env, state.env_state, policy, algo.rollout_length(config)
         )
         returns = np.cumsum(np.asarray(rollout.reward), 0)  # episode stats are metrics only
-        data = _as_actor_data(rollout, returns, np.ones_like(returns, np.int32))
+        data = learner_input(rollout, returns, np.ones_like(returns, np.int32))
         (host_agent, diverged), _ = loop._learn(host_agent, diverged, frozen, data)
         state, _ = compiled(state)
     ours = jax.tree.map(lambda x: x[0], host_agent)
@@ -299,9 +286,12 @@ def test_dqn_learns_gymnasium_cartpole_through_actors():
 @pytest.mark.slow
 def test_sac_learns_gymnasium_pendulum_through_actors():
     """SAC defaults on Gymnasium's own Pendulum-v1 (a Box action space scaled to [−2, 2]),
-    2 seeds × 5k steps. A random policy scores about −1200 and an untrained greedy actor
-    about −1300 to −1500; a mean greedy return of −400 over the last two evaluations
-    (4k–5k steps) needs a swing-up learned. (Measured: −111 to −195 from 4k steps on.)"""
+    2 seeds × 5k steps. A uniformly random policy scores −1265 ± 301 (32 episodes) and the
+    greedy actor after 1,000 random steps and one update −1258 and −1449 (2 seeds); a mean
+    greedy return of −400 over the last two evaluations (4k–5k steps) needs a swing-up
+    learned. (Measured with this very call: −121.3 / −105.1 and −120.2 / −137.5 at 4k / 5k,
+    mean −121; the loop's max_staleness=1 makes runs differ slightly from process to
+    process.)"""
     result = purerl.run("sac", "gymnasium:Pendulum-v1", seeds=2, steps=5_000, progress=False)
     late = result.metrics["eval_return"][0, :, -2:]
     assert late.mean() >= -400.0, result.metrics["eval_return"]

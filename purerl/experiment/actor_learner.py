@@ -54,7 +54,13 @@ from purerl.algorithms.rollout import Rollout, learn_from
 from purerl.envs.host import HostVecEnv
 from purerl.types import Timestep
 
-__all__ = ["HostSettings", "ActorLearnerError", "ActorLearner", "check_host_run"]
+__all__ = [
+    "HostSettings",
+    "ActorLearnerError",
+    "ActorLearner",
+    "check_host_run",
+    "learner_input",
+]
 
 # An evaluation episode longer than this is cut (its return so far counts): a host env
 # without a time limit must not hang the run.
@@ -230,6 +236,29 @@ def _join(items: list[_Item]) -> dict[str, Any]:
             None if trees[0] is None else jax.tree.map(lambda *xs: jnp.concatenate(xs, 1), *trees)
         )
     return joined
+
+
+def learner_input(
+    rollout: Rollout, episode_return: np.ndarray, episode_length: np.ndarray
+) -> dict[str, Any]:
+    """One run's ``[T, N]`` rollout in the form the actors hand to ``ActorLearner``'s
+    learner, for a batch of one run (``[1, T, N]``), with the running episode return and
+    length of every step (what the episode metrics are computed from). For feeding the
+    learner transitions collected elsewhere (tests, benchmarks of the learner alone)."""
+    data = {
+        "obs": rollout.obs,
+        "first": rollout.first,
+        "reward": rollout.reward,
+        "terminated": rollout.terminated,
+        "truncated": rollout.truncated,
+        "next_obs": rollout.next_obs,
+        "episode_return": episode_return,
+        "episode_length": episode_length,
+        "action": rollout.action,
+        "extras": rollout.extras,
+    }
+    data = jax.tree.map(lambda x: np.asarray(x)[None], data)
+    return {**data, "carry": None, "final_carry": None}
 
 
 def _as_rollout(data: dict[str, Any]) -> tuple[Rollout, dict[str, jax.Array]]:
