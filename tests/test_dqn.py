@@ -229,3 +229,45 @@ def test_learns_cartpole_with_vmapped_seeds():
     _, metrics = train_seeds(config, seeds=4)
     late = np.asarray(metrics["eval_return"][:, -3:])
     assert late.mean() >= 100.0, late
+
+
+# ---------------------------------------------------------------- learning-rate annealing
+
+
+@pytest.mark.parametrize("learning_starts", [0, 64, 70])
+def test_total_updates_counts_the_gradient_steps_a_run_takes(learning_starts):
+    """``total_updates`` (the length of the ``anneal_lr`` schedule) equals Adam's step count at
+    the end of a run, whether the full batch (``learning_starts=0``) or ``learning_starts``
+    (a multiple of ``num_envs`` or not) holds learning back."""
+    config = probe_config(
+        "ObsReward-probe",
+        total_steps=400,
+        eval_every=400,
+        learning_starts=learning_starts,
+        batch_size=16,
+        updates_per_iteration=2,
+        anneal_lr=True,
+    )
+    state, _ = train_seeds(config, seeds=1)
+    adam = state.opt_state[1][0]
+    assert int(adam.count[0]) == dqn.total_updates(config) < 400 // 4 * 2
+
+
+def test_annealed_learning_rate_decays_to_zero_at_the_last_update():
+    """With ``anneal_lr`` the optimizer's step shrinks linearly: full size at the first update,
+    0 at update ``total_updates`` (and after), half way down in the middle."""
+    config = dqn.Config(total_steps=1_000, learning_starts=100, anneal_lr=True)
+    total = dqn.total_updates(config)
+    optimizer = dqn.make_optimizer(config)
+    params = {"w": jnp.zeros(3)}
+
+    def one(opt_state, _):
+        updates, opt_state = optimizer.update({"w": jnp.ones(3)}, opt_state, params)
+        return opt_state, updates["w"][0]
+
+    _, steps = jax.lax.scan(one, optimizer.init(params), None, length=total + 2)
+    steps = -np.asarray(steps) / float(config.learning_rate)  # Adam's unit step × the schedule
+    np.testing.assert_allclose(steps[0], 1.0, rtol=1e-3)
+    np.testing.assert_allclose(steps[total // 2], 1.0 - (total // 2) / total, rtol=1e-3)
+    np.testing.assert_allclose(steps[total:], 0.0, atol=1e-6)  # optax's float rounding
+    assert steps[total - 1] > 1e-4
