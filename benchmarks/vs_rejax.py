@@ -255,7 +255,9 @@ def main() -> None:
     if learning:
         plot(learning, args.json.with_suffix(".png"))
         print(learning_table(learning))
-    print(speed_table([r for r in rows if r["part"] == "speed"]))
+    speed = [r for r in rows if r["part"] == "speed"]
+    if speed:
+        print(speed_table(speed))
 
 
 if __name__ == "__main__":
