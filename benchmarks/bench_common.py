@@ -93,3 +93,57 @@ def save_rows(path, rows: list[dict], key, sort=None) -> list[dict]:
         rows = sorted(rows, key=sort)
     path.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
     return rows
+
+
+# Runs in rejax's venv: imports only rejax, gymnax 0.0.9 and jax; prints one JSON line.
+_REJAX_CELL = r"""
+import json, sys, time
+import jax, numpy as np
+from rejax import get_algo
+from rejax.evaluate import evaluate
+
+env_id, algo_name = sys.argv[1:3]
+seeds, total, every, episodes = map(int, sys.argv[3:7])
+config = json.loads(sys.argv[7])
+cls = get_algo(algo_name)
+algo = cls.create(env=env_id, total_timesteps=total, eval_freq=every, **config)
+
+def eval_callback(algo, ts, rng):
+    act = algo.make_act(ts)
+    return evaluate(act, rng, algo.env, algo.env_params, episodes,
+                    algo.env_params.max_steps_in_episode)
+
+algo = algo.replace(eval_callback=eval_callback)
+keys = jax.random.split(jax.random.PRNGKey(0), seeds)
+t0 = time.perf_counter()
+compiled = jax.jit(jax.vmap(cls.train, in_axes=(None, 0))).lower(algo, keys).compile()
+compile_s = time.perf_counter() - t0
+t1 = time.perf_counter()
+_, (lengths, returns) = compiled(algo, keys)
+jax.block_until_ready(returns)
+train_s = time.perf_counter() - t1
+curve = np.asarray(returns).mean(-1)  # [seeds, evaluations]: the initial one, then every `every`
+print(json.dumps({"compile_s": compile_s, "train_s": train_s, "eval_curve": curve.tolist(),
+                  "eval_steps": [every * i for i in range(curve.shape[1])],
+                  "jax": jax.__version__}))
+"""
+
+
+def rejax_cell(
+    python: str, env_id: str, algo: str, config: dict, seeds: int, steps: int, every: int,
+    episodes: int,
+) -> dict:  # fmt: skip
+    """Train ``seeds`` vmapped rejax 0.1.3 agents (``split(PRNGKey(0), seeds)``) in rejax's
+    venv ``python`` with rejax's own ``config``: compile and train seconds, and the return of
+    ``episodes`` evaluation episodes every ``every`` env steps, from step 0 (rejax's act)."""
+    args = [env_id, algo, str(seeds), str(steps), str(every), str(episodes), json.dumps(config)]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run(
+        [python, "-c", _REJAX_CELL, *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd="/",  # so the purerl checkout is not on rejax's path
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])

@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-from bench_common import in_fresh_process, save_rows, sharded_keys, time_train
+from bench_common import in_fresh_process, rejax_cell, save_rows, sharded_keys, time_train
 
 HERE = Path(__file__).resolve().parent
 ENV = "Pendulum-v1"
@@ -71,38 +69,6 @@ REJAX_CONFIG = {
         normalize_observations=True,
     ),
 }
-
-# Runs in rejax's venv: imports only rejax, gymnax 0.0.9 and jax; prints one JSON line.
-REJAX_CELL = r"""
-import json, sys, time
-import jax, jax.numpy as jnp, numpy as np
-from rejax import get_algo
-from rejax.evaluate import evaluate
-
-algo_name, seeds, total, every, episodes = sys.argv[1], *map(int, sys.argv[2:6])
-config = json.loads(sys.argv[6])
-cls = get_algo(algo_name)
-algo = cls.create(env="Pendulum-v1", total_timesteps=total, eval_freq=every, **config)
-
-def eval_callback(algo, ts, rng):
-    act = algo.make_act(ts)
-    return evaluate(act, rng, algo.env, algo.env_params, episodes,
-                    algo.env_params.max_steps_in_episode)
-
-algo = algo.replace(eval_callback=eval_callback)
-keys = jax.random.split(jax.random.PRNGKey(0), seeds)
-t0 = time.perf_counter()
-compiled = jax.jit(jax.vmap(cls.train, in_axes=(None, 0))).lower(algo, keys).compile()
-compile_s = time.perf_counter() - t0
-t1 = time.perf_counter()
-_, (lengths, returns) = compiled(algo, keys)
-jax.block_until_ready(returns)
-train_s = time.perf_counter() - t1
-curve = np.asarray(returns).mean(-1)  # [seeds, evaluations]: initial one, then every `every`
-steps = [every * i for i in range(curve.shape[1])]
-print(json.dumps({"compile_s": compile_s, "train_s": train_s, "eval_curve": curve.tolist(),
-                  "eval_steps": steps, "jax": jax.__version__}))
-"""
 
 
 def _summary(row: dict) -> dict:
@@ -149,18 +115,9 @@ def purerl_cell(algo: str, seeds: int, steps: int) -> dict:
     }
 
 
-def rejax_cell(python: str, algo: str, seeds: int, steps: int) -> dict:
-    args = [algo, str(seeds), str(steps), str(EVAL_EVERY), str(EVAL_EPISODES)]
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    out = subprocess.run(
-        [python, "-c", REJAX_CELL, *args, json.dumps(REJAX_CONFIG[algo])],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd="/",  # so the purerl checkout is not on rejax's path
-    ).stdout
-    row = json.loads(out.strip().splitlines()[-1])
+def rejax_row(python: str, algo: str, seeds: int, steps: int) -> dict:
+    row = rejax_cell(python, ENV, algo, REJAX_CONFIG[algo], seeds, steps, EVAL_EVERY,
+                     EVAL_EPISODES)  # fmt: skip
     return {"library": "rejax 0.1.3", "algo": algo, "seeds": seeds, "steps": steps, "devices": 1,
             **row}  # fmt: skip
 
@@ -249,7 +206,7 @@ def main() -> None:
         for algo in args.algos:
             for devices in (1, "rejax", 2) if seeds % 2 == 0 else (1, "rejax"):
                 if devices == "rejax":
-                    row = rejax_cell(args.rejax_python, algo, seeds, args.steps)
+                    row = rejax_row(args.rejax_python, algo, seeds, args.steps)
                 else:
                     row = in_fresh_process(__file__, [algo, str(seeds), str(args.steps)], devices)
                 rows.append(_summary(row))

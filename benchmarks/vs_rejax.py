@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-from bench_common import in_fresh_process, save_rows, sharded_keys, time_train
+from bench_common import in_fresh_process, rejax_cell, save_rows, sharded_keys, time_train
 
 HERE = Path(__file__).resolve().parent
 SOLVED = 475.0
@@ -71,37 +69,6 @@ SPEED_CELLS = [("ppo", 1, 100_000), ("ppo", 8, 100_000), ("ppo", 8, 500_000),
                ("dqn", 1, 100_000), ("dqn", 8, 100_000)]  # fmt: skip
 LEARNING = dict(algo="dqn", seeds=32, steps=100_000, every=10_000, episodes=16)
 
-# Runs in rejax's venv: imports only rejax, gymnax 0.0.9 and jax; prints one JSON line.
-REJAX_CELL = r"""
-import json, sys, time
-import jax, numpy as np
-from rejax import get_algo
-from rejax.evaluate import evaluate
-
-algo_name, seeds, total, every, episodes = sys.argv[1], *map(int, sys.argv[2:6])
-config = json.loads(sys.argv[6])
-cls = get_algo(algo_name)
-algo = cls.create(env="CartPole-v1", total_timesteps=total, eval_freq=every, **config)
-
-def eval_callback(algo, ts, rng):
-    act = algo.make_act(ts)
-    return evaluate(act, rng, algo.env, algo.env_params, episodes,
-                    algo.env_params.max_steps_in_episode)
-
-algo = algo.replace(eval_callback=eval_callback)
-keys = jax.random.split(jax.random.PRNGKey(0), seeds)
-t0 = time.perf_counter()
-compiled = jax.jit(jax.vmap(cls.train, in_axes=(None, 0))).lower(algo, keys).compile()
-compile_s = time.perf_counter() - t0
-t1 = time.perf_counter()
-_, (lengths, returns) = compiled(algo, keys)
-jax.block_until_ready(returns)
-train_s = time.perf_counter() - t1
-curve = np.asarray(returns).mean(-1)  # [seeds, evaluations]: the initial one, then every `every`
-print(json.dumps({"compile_s": compile_s, "train_s": train_s, "eval_curve": curve.tolist(),
-                  "eval_steps": [every * i for i in range(curve.shape[1])]}))
-"""
-
 
 def purerl_cell(algo: str, seeds: int, steps: int, every: int, episodes: int):
     import numpy as np
@@ -123,20 +90,6 @@ def purerl_cell(algo: str, seeds: int, steps: int, every: int, episodes: int):
     }
 
 
-def rejax_cell(python: str, algo: str, seeds: int, steps: int, every: int, episodes: int):
-    args = [algo, str(seeds), str(steps), str(every), str(episodes)]
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    out = subprocess.run(
-        [python, "-c", REJAX_CELL, *args, json.dumps(REJAX_CONFIG[algo])],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd="/",  # so the purerl checkout is not on rejax's path
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
-
-
 def cell(library: str, python: str, algo, seeds, steps, every, episodes) -> dict:
     """One fresh process of ``library`` ("rejax", or "purerl" on rejax's config); returns the
     row with throughput and final-return statistics."""
@@ -145,7 +98,8 @@ def cell(library: str, python: str, algo, seeds, steps, every, episodes) -> dict
     from purerl import stats
 
     if library == "rejax":
-        raw = rejax_cell(python, algo, seeds, steps, every, episodes)
+        raw = rejax_cell(python, "CartPole-v1", algo, REJAX_CONFIG[algo], seeds, steps, every,
+                         episodes)  # fmt: skip
     else:
         args = [algo, *map(str, (seeds, steps, every, episodes))]
         raw = in_fresh_process(__file__, args, devices=1)
