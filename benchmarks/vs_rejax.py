@@ -175,6 +175,8 @@ def main() -> None:
     p.add_argument("--parts", nargs="+", default=["speed", "learning"],
                    choices=["speed", "learning"])  # fmt: skip
     p.add_argument("--repeats", type=int, default=2, help="alternating pairs per speed cell")
+    p.add_argument("--algos", nargs="+", default=["ppo", "dqn"], choices=["ppo", "dqn"],
+                   help="speed cells of these algorithms only")  # fmt: skip
     p.add_argument("--rejax-python", default="/tmp/rejax-venv/bin/python")
     p.add_argument("--cell", nargs=5, default=None, help=argparse.SUPPRESS)
     p.add_argument("--json", type=Path, default=HERE / "results" / "vs_rejax.json")
@@ -187,7 +189,7 @@ def main() -> None:
         sys.exit(f"no rejax venv at {args.rejax_python}: see this script's docstring")
     rows = []
     if "speed" in args.parts:
-        for algo, seeds, steps in SPEED_CELLS:
+        for algo, seeds, steps in (c for c in SPEED_CELLS if c[0] in args.algos):
             for rep in range(args.repeats):
                 for library in ("rejax", "purerl") if rep % 2 == 0 else ("purerl", "rejax"):
                     row = cell(library, args.rejax_python, algo, seeds, steps, steps, 8)

@@ -3,6 +3,7 @@ boundaries, true final observations, episode metrics, determinism) and ``Rollout
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import equinox as eqx
@@ -226,3 +227,49 @@ def test_collect_marks_episode_starts_and_threads_the_carry(time_limit):
     np.testing.assert_array_equal(np.asarray(ro.carry), 0)
     np.testing.assert_array_equal(np.asarray(ro.final_carry), np.asarray(ro.extras["count"][-1]))
     assert np.asarray(ro.extras["count"]).max() == 5  # TimeLimit-probe: 5-step episodes
+
+
+def test_episode_metrics_summed_in_the_loop_equal_the_stacked_timesteps():
+    """``collect`` sums episode totals in its carry; they equal ``finished_episode_stats`` of
+    every step's timestep, stacked."""
+    from purerl.algorithms.common import finished_episode_stats
+
+    env = make_env("TwoStep-probe")
+    key = jax.random.PRNGKey(3)
+    _, _, metrics = collect_jit(key, env, env.reset(jax.random.PRNGKey(4)), random_act, T)
+
+    def one_step(state, k):  # collect's loop, stacking the timesteps instead
+        act_key, env_key = jax.random.split(k)
+        action, _, _ = _random_act(None, act_key, state.obs, None, None)
+        return env.step(env_key, state, action)
+
+    _, ts = jax.lax.scan(one_step, env.reset(jax.random.PRNGKey(4)), jax.random.split(key, T))
+    expected = finished_episode_stats(ts)
+    assert int(expected["episode_count"]) > 0
+    for name, value in expected.items():
+        np.testing.assert_allclose(np.asarray(metrics[name]), np.asarray(value), rtol=1e-6)
+
+
+def test_ppo_acts_with_the_policy_tower_and_learns_from_the_same_values():
+    """A separate critic tower is not run while acting (no ``value`` in the rollout); the
+    learner's batched pass (``rollout_values``) gives the values acting on the whole network
+    would have stored."""
+    from purerl.algorithms import actor_critic as ac
+    from purerl.algorithms import ppo
+    from purerl.algorithms.rollout import collect_from
+
+    config = ppo.quick_config()
+    state = ppo.init(jax.random.PRNGKey(0), config)
+    assert not state.network.shared_torso
+    _, rollout, _ = collect_from(state, ac.sampling_policy(state), config.num_steps)
+    assert "value" not in rollout.extras and "log_prob" in rollout.extras
+    acted = jax.vmap(jax.vmap(state.network))(rollout.obs)[1]  # [T, N] values, per step
+    np.testing.assert_allclose(
+        np.asarray(ac.rollout_values(state.network, rollout)), np.asarray(acted), rtol=1e-5,
+        atol=1e-6,
+    )  # fmt: skip
+    # a shared torso still stores its value while acting, and rollout_values returns it
+    shared = ppo.init(jax.random.PRNGKey(0), dataclasses.replace(config, shared_torso=True))
+    _, rollout, _ = collect_from(shared, ac.sampling_policy(shared), config.num_steps)
+    stored = rollout.extras["value"]
+    assert ac.rollout_values(shared.network, rollout) is stored

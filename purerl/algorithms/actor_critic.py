@@ -187,14 +187,31 @@ def _inputs(params: tuple[Any, Any], obs: Array) -> Array:
     return obs if stats is None else running_stats.normalize(stats, obs)
 
 
+def _critic_apart(network: Any) -> bool:
+    """Whether ``network`` is an ``ActorCritic`` whose critic is a tower of its own, so that
+    acting can run the policy tower alone."""
+    return isinstance(network, ActorCritic) and not network.shared_torso
+
+
+def _act_outputs(network: Any, obs: Array) -> tuple[Any, dict[str, Array]]:
+    """``(π(·|obs), extras)`` for a batch of observations. The critic runs here only when it
+    shares the policy's torso (or the network is the user's own): a separate critic tower is
+    evaluated by the learner over the whole rollout at once (``rollout_values``), one batched
+    pass instead of a small one per step."""
+    if _critic_apart(network):
+        return jax.vmap(network.policy)(obs), {}
+    dist, value = jax.vmap(network)(obs)
+    return dist, {"value": value}
+
+
 def _sample_act(params, key, obs, carry, first):
-    dist, value = jax.vmap(params[0])(_inputs(params, obs))
+    dist, extras = _act_outputs(params[0], _inputs(params, obs))
     action = dist.sample(key)
-    return action, carry, {"log_prob": dist.log_prob(action), "value": value}
+    return action, carry, {"log_prob": dist.log_prob(action), **extras}
 
 
 def _mode_act(params, key, obs, carry, first):
-    dist, _ = jax.vmap(params[0])(_inputs(params, obs))
+    dist, _ = _act_outputs(params[0], _inputs(params, obs))
     return dist.mode(), carry, {}
 
 
@@ -241,6 +258,18 @@ def values_of(network: eqx.Module, obs: Array) -> Float[Array, "T N"]:
     """``V(obs)`` over leading ``[T, N]`` axes."""
     flat = obs.reshape(-1, *obs.shape[2:])
     return jax.vmap(network)(flat)[1].reshape(obs.shape[:2])
+
+
+def rollout_values(network: eqx.Module, rollout: Rollout) -> Float[Array, "T N"]:
+    """``V(obs)`` of every step ``[T, N]`` as the policy saw it: the values acting stored
+    (recurrent or shared-torso networks), else one batched pass of ``network`` over the
+    rollout's observations (normalised already by ``observe_rollout``). In the compiled step
+    the learner's network is the one that acted, so both give the same values; with host
+    actors that act on older parameters (``max_staleness`` ≥ 1), the batched pass uses the
+    learner's."""
+    if "value" in rollout.extras:
+        return rollout.extras["value"]
+    return values_of(network, rollout.obs)
 
 
 def next_values(network: eqx.Module, rollout: Rollout) -> Float[Array, "T N"]:

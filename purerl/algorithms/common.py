@@ -24,6 +24,8 @@ __all__ = [
     "is_concrete",
     "iteration_schedule",
     "finished_episode_stats",
+    "episode_totals",
+    "episode_means",
     "keep_if",
     "learning_ready",
 ]
@@ -147,20 +149,36 @@ def iteration_schedule(
     return total_steps // eval_every, eval_every // steps_per_iteration
 
 
+def episode_totals(ts: Timestep) -> tuple[Array, Array, Array]:
+    """``(Σ return, Σ length, count)`` of the episodes that ended in ``ts`` (any leading
+    axes). Totals add up across steps, so a rollout can keep them in its loop's carry instead
+    of stacking every step's episode counters."""
+    done = ts.done
+    return (
+        jnp.sum(jnp.where(done, ts.episode_return, 0.0)),
+        jnp.sum(jnp.where(done, ts.episode_length, 0)),
+        jnp.sum(done),
+    )
+
+
+def episode_means(totals: tuple[Array, Array, Array]) -> dict[str, Array]:
+    """``finished_episode_stats`` from ``episode_totals`` (summed over any number of steps)."""
+    total_return, total_length, count = totals
+    safe = jnp.maximum(count, 1)
+    return {
+        "episode_return": total_return / safe,
+        "episode_length": total_length / safe,
+        "episode_count": count,
+    }
+
+
 def finished_episode_stats(ts: Timestep) -> dict[str, Array]:
     """Mean return and length of the episodes that ended at this step, with a validity count.
 
     ``episode_return`` is 0 where ``episode_count == 0``: read it through that mask, never as
     a real zero return.
     """
-    done = ts.done
-    count = jnp.sum(done)
-    safe = jnp.maximum(count, 1)
-    return {
-        "episode_return": jnp.sum(jnp.where(done, ts.episode_return, 0.0)) / safe,
-        "episode_length": jnp.sum(jnp.where(done, ts.episode_length, 0)) / safe,
-        "episode_count": count,
-    }
+    return episode_means(episode_totals(ts))
 
 
 def keep_if(ready: Any, new: Any, old: Any) -> Any:

@@ -116,8 +116,8 @@ def init(key: PRNGKeyArray, config: Config, *, network: Any = None) -> State:
     return ac.init_state(key, config, network, total_updates(config))
 
 
-def _advantages(network, rollout: Rollout, config: Config) -> tuple[Array, Array]:
-    values = rollout.extras["value"]
+def _advantages(network, rollout: Rollout, config: Config) -> tuple[Array, Array, Array]:
+    values = ac.rollout_values(network, rollout)
     next_values = ac.next_values(network, rollout)
     adv = gae(
         rollout.reward,
@@ -127,7 +127,7 @@ def _advantages(network, rollout: Rollout, config: Config) -> tuple[Array, Array
         config.lambda_,
         done_t=rollout.done,
     )
-    return adv, adv + values
+    return values, adv, adv + values
 
 
 def _outputs(network, batch: dict[str, Array], config: Config):
@@ -165,12 +165,12 @@ def update(state: State, rollout: Rollout, episodes: dict[str, Array]):
     """GAE on the rollout, then the minibatch epochs of clipped updates (``learn`` once the
     observation statistics have seen the rollout; ``step`` = collect, then ``learn``)."""
     c = state.config
-    advantages, returns = _advantages(state.network, rollout, c)
+    values, advantages, returns = _advantages(state.network, rollout, c)
     flat = {
         "obs": rollout.obs,
         "action": rollout.action,
         "log_prob": rollout.extras["log_prob"],
-        "value": rollout.extras["value"],
+        "value": values,
         "advantages": advantages,
         "returns": returns,
     }

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, PRNGKeyArray, Real
 
-from purerl.algorithms.common import finished_episode_stats, require
+from purerl.algorithms.common import episode_means, episode_totals, require
 from purerl.algorithms.core import Policy
 from purerl.envs import VecEnv, VecEnvState
 from purerl.recurrent import CORES
@@ -102,20 +102,23 @@ def collect(
     """
 
     def one_step(c, k):
-        state, carry = c
+        state, carry, totals = c
         act_key, env_key = jax.random.split(k)
         first = state.first
         action, carry, extras = policy.act(policy.params, act_key, state.obs, carry, first)
         new_state, ts = env.step(env_key, state, action)
         record = (state.obs, action, ts.reward, ts.terminated, ts.truncated, ts.final_obs)
-        return (new_state, carry), (record, first, extras, ts)
+        # episode metrics summed in the carry: fewer per-step outputs than stacking counters
+        totals = jax.tree.map(jnp.add, totals, episode_totals(ts))
+        return (new_state, carry, totals), (record, first, extras)
 
     keys = jax.random.split(key, num_steps)
-    (env_state, final_carry), (record, first, extras, ts) = jax.lax.scan(
-        one_step, (env_state, carry), keys
+    zeros = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+    (env_state, final_carry, totals), (record, first, extras) = jax.lax.scan(
+        one_step, (env_state, carry, zeros), keys
     )
     rollout = Rollout(*record, extras, first=first, carry=carry, final_carry=final_carry)
-    return env_state, rollout, finished_episode_stats(ts)
+    return env_state, rollout, episode_means(totals)
 
 
 def begin(state: Any) -> tuple[Any, PRNGKeyArray]:
