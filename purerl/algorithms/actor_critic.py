@@ -238,8 +238,9 @@ def _params(state: PGState) -> tuple[Any, Any]:
 
 
 def sampling_policy(state: PGState) -> Policy:
-    """Sample from π(·|s); extras are the log-prob and V(s) (and, for a recurrent agent, the
-    carry before each step). The env clips continuous samples into its action box; the rollout
+    """Sample from π(·|s); extras are the log-prob, V(s) unless the critic is a separate tower
+    (``rollout_values`` then computes it for the whole rollout), and, for a recurrent agent,
+    the carry before each step. The env clips continuous samples into its action box; the rollout
     keeps the raw sample (its log-prob is the one stored)."""
     if is_recurrent(state.network):
         return Policy(_params(state), _recurrent_sample_act, _carry_of)
