@@ -60,6 +60,7 @@ DQN = dict(
     learning_rate=1e-4,
     gamma=0.99,
     loss="huber",
+    n_step=1,  # Nature DQN's 1-step targets, not purerl's default 3
     tau=1.0,
     target_update_period=125,
     double=True,

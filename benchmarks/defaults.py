@@ -24,31 +24,67 @@ from bench_common import in_fresh_process, save_rows, sharded_keys, time_train
 HERE = Path(__file__).resolve().parent
 GOAL = {"CartPole-v1": 475.0, "Pendulum-v1": -250.0}
 
-# name -> overrides of the algorithm's Config() (the budget is the default's unless given)
+# name -> overrides of the algorithm's defaults for the env (core.default_config; the budget is
+# the default's unless given)
 CANDIDATES = {
     "dqn": {
-        "huber (before)": {"loss": "huber", "anneal_lr": False},
-        "squared": {"loss": "squared", "anneal_lr": False},
-        "squared+anneal": {"loss": "squared", "anneal_lr": True},
+        # issue #11's starting point and first change (1-step targets, 100k steps)
+        "huber (before)": {
+            "loss": "huber",
+            "anneal_lr": False,
+            "n_step": 1,
+            "total_steps": 100_000,
+        },
+        "squared": {"loss": "squared", "anneal_lr": False, "n_step": 1, "total_steps": 100_000},
+        "squared+anneal": {
+            "loss": "squared",
+            "anneal_lr": True,
+            "n_step": 1,
+            "total_steps": 100_000,
+        },
+        # 3-step targets: each Bellman backup reaches 3 steps further, so the values (≈ 100 at
+        # γ = 0.99 with truncation bootstrapped) settle in fewer target updates (screen:
+        # benchmarks/dqn_screen.py tau 0.02,0.05 --set n_step=3, 97% of 32 seeds ≥ 475)
+        "squared+n3": {"loss": "squared", "n_step": 3, "total_steps": 100_000},
+        "squared+n5": {"loss": "squared", "n_step": 5, "total_steps": 100_000},
+        # the default since issue #11
+        "squared+n3, 150k": {"loss": "squared", "n_step": 3, "total_steps": 150_000},
         # rejax configs/gymnax/cartpole.yaml (lr 1e-3, fill 5k, ε over half the run)
         "rejax+anneal": {
             "loss": "squared",
             "anneal_lr": True,
+            "n_step": 1,
+            "total_steps": 100_000,
             "learning_rate": 1e-3,
             "learning_starts": 5_000,
             "exploration_fraction": 0.5,
         },  # fmt: skip
     },
+    # each algorithm's defaults as shipped (with its env_defaults for --env, e.g. PPO on
+    # Pendulum-v1: rejax's published config), then the changes measured against them
+    "pqn": {"default": {}},
+    "ppo": {
+        "default": {},  # on Pendulum-v1: ppo.ENV_DEFAULTS (rejax's published config)
+        "102k (before)": {"total_steps": 102_400},
+        # PureJaxRL's CartPole budget (4 envs x 128 steps, 980 iterations): the default since
+        # issue #11
+        "500k": {"total_steps": 501_760},
+    },
+    "a2c": {"200k (before)": {"total_steps": 200_000}, "500k": {"total_steps": 500_000}},
+    "reinforce": {"500k (before)": {"total_steps": 500_000}, "1M": {"total_steps": 1_000_000}},
 }
 
 
 def purerl_cell(algo: str, candidate: str, seeds: int, env_id: str) -> dict:
+    import dataclasses
+
     import numpy as np
 
-    from purerl.algorithms import ALGORITHMS
+    from purerl.algorithms import ALGORITHMS, core
 
     module = ALGORITHMS[algo]
-    config = module.Config(env_id=env_id, **CANDIDATES[algo][candidate])
+    # the algorithm's defaults for this env (Algorithm.env_defaults), then the candidate's fields
+    config = dataclasses.replace(core.default_config(algo, env_id), **CANDIDATES[algo][candidate])
     keys, sharding = sharded_keys(seeds, per_seed=True)
     metrics, compile_s, train_s = time_train(module.make_train(config), keys, sharding)
     return {
@@ -98,25 +134,30 @@ def table(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    """Mean and interquartile band of the candidates' curves, one panel per algorithm."""
+    """Mean and interquartile band of the candidates' curves, one panel per algorithm and env."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    algos = sorted({r["algo"] for r in rows})
-    fig, axes = plt.subplots(1, len(algos), figsize=(6.5 * len(algos), 4), squeeze=False)
-    for ax, algo in zip(axes[0], algos, strict=True):
-        for r in (r for r in rows if r["algo"] == algo):
+    panels = sorted({(r["algo"], r["env_id"]) for r in rows})
+    cols = min(3, len(panels))
+    rows_ = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(6.5 * cols, 4 * rows_), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, (algo, env_id) in zip(axes.flat, panels, strict=False):
+        mine = [r for r in rows if (r["algo"], r["env_id"]) == (algo, env_id)]
+        for r in mine:
             c = np.asarray(r["eval_curve"])
             ax.plot(r["eval_steps"], c.mean(0), label=f"{r['candidate']} (mean)")
             ax.fill_between(r["eval_steps"], *np.percentile(c, [25, 75], axis=0), alpha=0.15)
-        goal = rows[0]["goal"]
+        goal = mine[0]["goal"]
         if goal is not None:
             ax.axhline(goal, color="grey", ls=":", label=f"goal {goal:g}")
         ax.set(xlabel="env steps per seed", ylabel="greedy return",
-               title=f"{algo}, {rows[0]['env_id']}, {rows[0]['seeds']} seeds")  # fmt: skip
+               title=f"{algo}, {env_id}, {mine[0]['seeds']} seeds")  # fmt: skip
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

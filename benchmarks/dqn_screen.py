@@ -21,6 +21,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+def _value(text: str) -> int | float | str:
+    """``--set`` values as typed: ``n_step=3`` is an int, ``tau=0.05`` a float, else a str."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -30,7 +40,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=32)
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
-                   help="other float fields for every run")  # fmt: skip
+                   help="other fields for every run (ints, floats or strings)")  # fmt: skip
     p.add_argument("--json", type=Path, default=HERE / "results" / "dqn_screen.jsonl")
     args = p.parse_args()
 
@@ -38,7 +48,7 @@ def main() -> None:
 
     import purerl
 
-    extra = {k: float(v) for k, v in (s.split("=", 1) for s in args.set)}
+    extra = {k: _value(v) for k, v in (s.split("=", 1) for s in args.set)}
     values = [float(v) for v in args.values.split(",")]
     # purerl.run's sweep: every (value, seed) pair is one row of one vmapped, compiled batch
     start = time.perf_counter()

@@ -83,6 +83,7 @@ DQN = dict(
     learning_rate=6.3e-4,
     gamma=0.99,
     tau=1.0,
+    n_step=1,  # the zoo's 1-step targets, not purerl's default 3
     target_update_period=62,
     exploration_fraction=0.12,
     epsilon_start=1.0,

@@ -22,32 +22,21 @@ CELLS = {
     ("reinforce", "CartPole-v1"): dict(total_steps=500_000, eval_every=25_000),
     ("a2c", "CartPole-v1"): dict(total_steps=500_000, eval_every=20_000),
     ("ppo", "CartPole-v1"): dict(total_steps=501_760, eval_every=10_240),
-    # Pendulum settings after rejax's published gymnax config (100 envs x 100 steps, 10 epochs
-    # of 10 minibatches, lr 1e-3, grad-norm 10, γ = 0.995, no entropy bonus, swish).
-    ("ppo", "Pendulum-v1"): dict(
-        total_steps=1_000_000,
-        eval_every=50_000,
-        num_envs=100,
-        num_steps=100,
-        update_epochs=10,
-        num_minibatches=10,
-        learning_rate=1e-3,
-        max_grad_norm=10.0,
-        gamma=0.995,
-        entropy_coef=0.0,
-        activation="swish",
-    ),
+    # Pendulum: PPO's own settings for it (ppo.ENV_DEFAULTS, rejax's published gymnax config)
+    ("ppo", "Pendulum-v1"): {},
 }
 TARGET = {"CartPole-v1": 475.0, "Pendulum-v1": -250.0}
 
 
 def run_cell(algo: str, env: str, seeds: int) -> dict:
+    import dataclasses
+
     import numpy as np
 
-    from purerl.algorithms import ALGORITHMS
+    from purerl.algorithms import ALGORITHMS, core
 
     module = ALGORITHMS[algo]
-    config = module.Config(env_id=env, **CELLS[(algo, env)])
+    config = dataclasses.replace(core.default_config(algo, env), **CELLS[(algo, env)])
     keys, sharding = sharded_keys(seeds)
     metrics, compile_s, train_s = time_train(module.make_train(config), keys, sharding)
     evals = np.asarray(metrics["eval_return"])

@@ -61,7 +61,7 @@ PURERL_CONFIG = {
         buffer_size=50_000, learning_starts=5_000, batch_size=100, max_grad_norm=10.0,
         learning_rate=0.001, updates_per_iteration=5, tau=0.02, epsilon_start=1.0,
         epsilon_end=0.05, exploration_fraction=0.5, gamma=0.99, double=True, loss="squared",
-        anneal_lr=False,
+        anneal_lr=False, n_step=1,
     ),
 }  # fmt: skip
 

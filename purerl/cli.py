@@ -61,7 +61,9 @@ def _add_train(sub) -> None:
     train.add_argument(
         "--env",
         default=None,
-        help="environment id (default: the config's; CartPole-v1, Pendulum-v1 for sac and td3)",
+        help="environment id (default: the config's; CartPole-v1, Pendulum-v1 for sac and td3). "
+        "Some algorithms have their own settings for an env (ppo on Pendulum-v1: rejax's "
+        "config), used unless you --set those fields",
     )
     train.add_argument(
         "--seeds", type=int, default=None, help="seeds per config, vmapped (default 1)"

@@ -29,6 +29,9 @@ PROBE = dict(
     tau=0.1,
     epsilon_start=1.0,
     epsilon_end=1.0,
+    # 1-step targets: the probe values below are 1-step Bellman solutions, and n-step targets
+    # from a random behaviour policy (ε = 1) would learn that policy's values instead
+    n_step=1,
 )
 
 
@@ -134,7 +137,10 @@ def test_vmapped_run_equals_runs_one_by_one(short_cartpole):
         for a, b in zip(
             _leaves(jax.tree.map(lambda x, i=i: x[i], vs.network)), _leaves(s.network), strict=True
         ):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+            # ~750 Adam steps compound those last-bit differences: a few weights of ~0.05
+            # differ by up to ~2e-6 (a real difference, e.g. another sample, moves them by
+            # orders of magnitude more)
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 # ---------------------------------------------------------------- probe environments

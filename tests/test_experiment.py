@@ -702,3 +702,53 @@ def test_compile_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("PURERL_COMPILE_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert compile_cache_dir() == tmp_path / "xdg" / "purerl" / "jax"
+
+
+def test_an_env_with_its_own_defaults_starts_from_them_and_says_so(monkeypatch, capsys):
+    """PPO on Pendulum-v1 starts from ``ppo.ENV_DEFAULTS`` (rejax's Pendulum config), not from
+    the CartPole-tuned ``Config()``; the fields a user sets win over them; the run names, in one
+    line, the env settings it uses; other envs start from ``Config()``."""
+    import jax
+
+    from purerl.algorithms import core, ppo
+    from purerl.experiment import config_to_dict, make_config
+
+    pendulum = ppo.ENV_DEFAULTS["Pendulum-v1"]
+    config = make_config("ppo", "Pendulum-v1", overrides={"num_envs": "20"})
+    assert config.num_envs == 20  # the user's field
+    assert config.num_steps == pendulum["num_steps"] and float(config.gamma) == pendulum["gamma"]
+    by_override = make_config("ppo", overrides={"env_id": "Pendulum-v1"})
+    assert by_override.num_envs == pendulum["num_envs"]
+    assert core.default_config("ppo", "Pendulum-v1").total_steps == pendulum["total_steps"]
+    cartpole = config_to_dict(make_config("ppo", "CartPole-v1"))
+    assert cartpole == config_to_dict(ppo.Config())
+    assert config_to_dict(make_config("dqn", "Pendulum-v1")) == config_to_dict(
+        core.get("dqn").Config(env_id="Pendulum-v1")
+    )  # no env defaults: Config() (DQN then refuses the env when it runs)
+
+    class Compiling(Exception):
+        pass
+
+    def no_compile(*args, **kwargs):
+        raise Compiling
+
+    monkeypatch.setattr(jax, "jit", no_compile)  # stop where the run would start compiling
+    small = {"num_envs": 2, "num_steps": 8, "update_epochs": 1, "num_minibatches": 1}
+    with pytest.raises(Compiling):
+        purerl.run("ppo", "Pendulum-v1", steps=64, overrides=small, progress=False)
+    [line] = [x for x in capsys.readouterr().err.splitlines() if "its settings for" in x]
+    assert "ppo on Pendulum-v1 uses its settings for that env" in line
+    assert "gamma=0.995" in line and "activation='swish'" in line
+    assert "num_envs" not in line and "total_steps" not in line  # the user's own fields
+
+
+def test_every_algorithm_s_env_defaults_are_valid_configs_for_known_envs():
+    from purerl.algorithms import ALGORITHMS, core
+    from purerl.envs import check_env_id
+
+    for name, algorithm in ALGORITHMS.items():
+        for env_id, fields in algorithm.env_defaults.items():
+            check_env_id(env_id)
+            config = core.default_config(name, env_id)  # Config's own checks run here
+            core.check(algorithm, config)  # and the env-dependent ones
+            assert {k: getattr(config, k) for k in fields} == dict(fields), (name, env_id)

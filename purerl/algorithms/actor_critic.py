@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any
 
 import equinox as eqx
@@ -383,11 +384,13 @@ def rollout_length(c: PGConfig) -> int:
     return c.num_steps
 
 
-def register_pg(name: str, config: type, init, update, quick_config) -> Algorithm:
+def register_pg(
+    name: str, config: type, init, update, quick_config, env_defaults=None
+) -> Algorithm:
     """Register a policy-gradient algorithm: its own ``Config``, ``init``, ``update(state,
-    rollout, episodes)`` and quick config; acting (``sampling_policy``), ``learn``
-    (``learner(update)``), ``step`` (``rollout.collect_and_learn``), evaluation, schedule and
-    checks are the family's."""
+    rollout, episodes)``, quick config and per-env defaults (``Algorithm.env_defaults``);
+    acting (``sampling_policy``), ``learn`` (``learner(update)``), ``step``
+    (``rollout.collect_and_learn``), evaluation, schedule and checks are the family's."""
     learn = learner(update)
     algorithm = Algorithm(
         name=name,
@@ -401,5 +404,6 @@ def register_pg(name: str, config: type, init, update, quick_config) -> Algorith
         behaviour_policy=sampling_policy,
         learn=learn,
         rollout_length=rollout_length,
+        env_defaults=MappingProxyType(dict(env_defaults or {})),
     )
     return register(algorithm)

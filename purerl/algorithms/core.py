@@ -14,7 +14,11 @@ under its name. It writes only what is its own:
 - ``check(config)``: the checks that need the environment (unknown id, action space, network
   that cannot take the observations); runs before anything compiles;
 - ``make_env(config, num_envs) -> VecEnv`` (default: ``VecEnv.make(config.env_id, num_envs)``);
-- ``quick_config() -> Config``: a tiny config that trains in seconds (conformance tests).
+- ``quick_config() -> Config``: a tiny config that trains in seconds (conformance tests);
+- ``env_defaults``: ``{env_id: {field: value}}``, the settings that replace ``Config()``'s
+  defaults on an env the CartPole-tuned defaults do not suit (PPO on Pendulum-v1).
+  ``default_config(algorithm, env_id)`` applies them; ``purerl.run`` / ``purerl train`` start
+  from it, and the user's own fields override it. ``Config(env_id=...)`` itself never does.
 
 Algorithms whose iteration is "collect a rollout, then learn from it" (DQN, the policy-gradient
 family, SAC, TD3) also give the two halves, and build ``step`` from them
@@ -56,7 +60,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -77,6 +82,7 @@ __all__ = [
     "register",
     "get",
     "registered",
+    "default_config",
     "ALGORITHMS",
     "no_carry",
     "build_network",
@@ -145,6 +151,7 @@ class Algorithm(NamedTuple):
     behaviour_policy: Callable[[Any], Policy] | None = None
     learn: Callable[[Any, Any, dict[str, Array]], tuple[Any, dict[str, Array]]] | None = None
     rollout_length: Callable[[Any], int] | None = None
+    env_defaults: Mapping[str, Mapping[str, Any]] = MappingProxyType({})
 
     @property
     def learns_from_rollouts(self) -> bool:
@@ -202,6 +209,20 @@ def get(name: str | Algorithm) -> Algorithm:
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ValueError(f"algorithm: unknown algorithm {name!r}.{hint} Known: {registered()}")
     return ALGORITHMS[name]
+
+
+def default_config(algorithm: str | Algorithm, env_id: str | None = None) -> Any:
+    """The algorithm's default config for ``env_id``: ``Config()`` with its ``env_defaults``
+    for that env (and ``env_id`` set); plain ``Config()`` when ``env_id`` is None.
+
+    Example:
+        >>> core.default_config("ppo", "Pendulum-v1").num_envs   # rejax's Pendulum settings
+        100
+    """
+    algorithm = get(algorithm)
+    if env_id is None:
+        return algorithm.Config()
+    return algorithm.Config(**{**algorithm.env_defaults.get(env_id, {}), "env_id": env_id})
 
 
 class UserNetwork(eqx.Module):

@@ -36,6 +36,7 @@ from purerl.experiment.results import (
 )
 from purerl.experiment.sweeps import (
     _algorithm,
+    _base_config,
     _changed,
     _Errors,
     _grid,
@@ -287,7 +288,8 @@ def run(
     module = _algorithm(algorithm)
     errors = _Errors()  # every bad input is reported at once, in execute
     if config is None:
-        config = _changed(module.Config(), module.name, errors, env, steps, overrides)
+        base = _base_config(module, env, overrides)
+        config = _changed(base, module.name, errors, env, steps, overrides)
     elif env is not None or steps is not None or overrides:
         raise ValueError("config: pass either a Config or env/steps/overrides, not both")
     settings = RunSettings(
@@ -508,8 +510,30 @@ def _checked(module: core.Algorithm, config: Any, settings: RunSettings, errors:
             errors.add(f"env: {fitted.env_id} is a host environment: train it in one process")
     errors.raise_any()
     _check_memory(module, fitted, len(configs) * seeds, settings.network, devices)
+    _say_env_defaults(module, config)
     _say_fitted(module, config, fitted)
     return seeds, devices, fitted, points, configs
+
+
+def _say_env_defaults(module: core.Algorithm, config: Any) -> None:
+    """A run on an env with its own defaults (``Algorithm.env_defaults``) says which of them it
+    uses, in one line, so that a CartPole-tuned ``Config()`` is not mistaken for the run's."""
+    defaults = module.env_defaults.get(config.env_id, {})
+    used = [f"{k}={v!r}" for k, v in defaults.items() if _same(getattr(config, k), v)]
+    if used:
+        print(
+            f"purerl: {module.name} on {config.env_id} uses its settings for that env "
+            f"(override any field to change it): {', '.join(used)}",
+            file=sys.stderr,
+        )
+
+
+def _same(value: Any, default: Any) -> bool:
+    """Whether a config value (a Python number, or a 0-d array after a sweep) is ``default``."""
+    try:
+        return bool(np.all(np.asarray(value) == np.asarray(default)))
+    except (TypeError, ValueError):
+        return False
 
 
 def _say_fitted(module: core.Algorithm, config: Any, fitted: Any) -> None:

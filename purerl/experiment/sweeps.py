@@ -163,14 +163,27 @@ def make_config(
     overrides: dict[str, Any] | None = None,
 ) -> Any:
     """The algorithm's ``Config`` with ``env``, ``steps`` and ``overrides`` (values may be strings
-    as typed on the command line).
+    as typed on the command line), starting from the algorithm's defaults for that env
+    (``core.default_config``: ``Algorithm.env_defaults``, e.g. PPO on Pendulum-v1).
 
     Raises:
         ValueError: one line per bad change, each starting with its field (an unknown env id
             first, with close ids; an unknown field with close names; a value of the wrong type
             or that the config refuses).
     """
-    return _with_changes(_algorithm(algorithm).Config(), algorithm, env, steps, overrides)
+    base = _base_config(_algorithm(algorithm), env, overrides)
+    return _with_changes(base, algorithm, env, steps, overrides)
+
+
+def _base_config(module: core.Algorithm, env: str | None, overrides: Any) -> Any:
+    """Where a new run's config starts: ``core.default_config`` for the env asked for (the
+    algorithm's ``env_defaults`` for it, e.g. PPO's Pendulum-v1 settings), else ``Config()``.
+    The user's fields are applied on top of it."""
+    if env is None and isinstance(overrides, Mapping):
+        env = overrides.get("env_id")
+    if not isinstance(env, str) or env not in module.env_defaults:
+        return module.Config()
+    return core.default_config(module, env)
 
 
 def _with_changes(
