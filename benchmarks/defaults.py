@@ -46,7 +46,8 @@ CANDIDATES = {
         # γ = 0.99 with truncation bootstrapped) settle in fewer target updates (screen:
         # benchmarks/dqn_screen.py tau 0.02,0.05 --set n_step=3, 97% of 32 seeds ≥ 475)
         "squared+n3": {"loss": "squared", "n_step": 3, "total_steps": 100_000},
-        "squared+n5": {"loss": "squared", "n_step": 5, "total_steps": 100_000},  # the default
+        "squared+n5": {"loss": "squared", "n_step": 5, "total_steps": 100_000},
+        # the default since issue #11
         "squared+n3, 150k": {"loss": "squared", "n_step": 3, "total_steps": 150_000},
         # rejax configs/gymnax/cartpole.yaml (lr 1e-3, fill 5k, ε over half the run)
         "rejax+anneal": {
