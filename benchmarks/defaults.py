@@ -76,15 +76,14 @@ CANDIDATES = {
 
 
 def purerl_cell(algo: str, candidate: str, seeds: int, env_id: str) -> dict:
-    import dataclasses
-
     import numpy as np
 
-    from purerl.algorithms import ALGORITHMS, core
+    from purerl.algorithms import ALGORITHMS
+    from purerl.experiment import make_config
 
     module = ALGORITHMS[algo]
     # the algorithm's defaults for this env (Algorithm.env_defaults), then the candidate's fields
-    config = dataclasses.replace(core.default_config(algo, env_id), **CANDIDATES[algo][candidate])
+    config = make_config(algo, env_id, overrides=CANDIDATES[algo][candidate])
     keys, sharding = sharded_keys(seeds, per_seed=True)
     metrics, compile_s, train_s = time_train(module.make_train(config), keys, sharding)
     return {

@@ -29,14 +29,13 @@ TARGET = {"CartPole-v1": 475.0, "Pendulum-v1": -250.0}
 
 
 def run_cell(algo: str, env: str, seeds: int) -> dict:
-    import dataclasses
-
     import numpy as np
 
-    from purerl.algorithms import ALGORITHMS, core
+    from purerl.algorithms import ALGORITHMS
+    from purerl.experiment import make_config
 
     module = ALGORITHMS[algo]
-    config = dataclasses.replace(core.default_config(algo, env), **CELLS[(algo, env)])
+    config = make_config(algo, env, overrides=CELLS[(algo, env)])  # env_defaults, then these
     keys, sharding = sharded_keys(seeds)
     metrics, compile_s, train_s = time_train(module.make_train(config), keys, sharding)
     evals = np.asarray(metrics["eval_return"])
