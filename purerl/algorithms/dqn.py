@@ -3,8 +3,8 @@
 One ``step`` = act ε-greedily in ``num_envs`` envs (``behaviour_policy``), then ``learn``:
 store the transitions (through an n-step window if ``n_step > 1``), take
 ``updates_per_iteration`` gradient steps on batches drawn from the buffer, update the target.
-The defaults are Double DQN with a dueling head, 3-step targets, squared TD loss, uniform
-replay and Polyak target averaging, for 150k env steps.
+The defaults are Double DQN with a dueling head, 5-step targets, squared TD loss, uniform
+replay and Polyak target averaging, for 100k env steps.
 
 Example:
     >>> config = dqn.Config(env_id="CartPole-v1", total_steps=50_000)
@@ -66,12 +66,13 @@ class Config(eqx.Module):
       target is still under ``stop_gradient``).
     - ``double`` [True]: Double-DQN target ``Q⁻(s', argmax_a Q(s', a))``, else
       ``max_a Q⁻(s', a)``.
-    - ``n_step`` [3]: n-step targets, the window cut at episode ends
+    - ``n_step`` [5]: n-step targets, the window cut at episode ends
       (``replay.window_push``: a truncation bootstraps from the true final observation).
-      3 by default: each Bellman backup reaches 3 steps further, so CartPole's values
-      (≈ 100 at γ = 0.99, truncation bootstrapped) settle in a third of the target updates;
-      with 150k steps 94% of 64 CartPole seeds end ≥ 475, against 80% for 1-step targets at
-      100k (benchmarks/RESULTS.md, "Defaults over 64 seeds"). ``n_step=1`` is textbook DQN.
+      5 by default: each Bellman backup reaches 5 steps further, so CartPole's values
+      (≈ 100 at γ = 0.99, truncation bootstrapped) settle in a fifth of the target updates;
+      at 100k steps 98% of 64 CartPole seeds end ≥ 475, against 83% with 3-step and 80% with
+      1-step targets (benchmarks/RESULTS.md, "Defaults over 64 seeds"). ``n_step=1`` is
+      textbook DQN.
     - ``dueling`` [True]: dueling head ``V + A − mean A``.
     - ``loss`` ["squared"]: ``"squared"`` (½·δ², rejax's and the DQN lecture's) or
       ``"huber"`` TD loss. Squared by default: over 64 CartPole seeds it ends ≥ 475 on 80% of
@@ -90,12 +91,12 @@ class Config(eqx.Module):
     (0.02); the Nature-DQN hard copy every ``C`` env steps is ``tau=1`` with
     ``target_update_period = C / num_envs`` (the period counts iterations).
 
-    Defaults train CartPole-v1 to ~500 within 150k env steps on 94% of 64 seeds (see
+    Defaults train CartPole-v1 to ≥ 475 within 100k env steps on 98% of 64 seeds (see
     benchmarks/RESULTS.md, "Defaults over 64 seeds").
     """
 
     env_id: str = eqx.field(static=True, default="CartPole-v1")
-    total_steps: int = eqx.field(static=True, default=150_000)
+    total_steps: int = eqx.field(static=True, default=100_000)
     num_envs: int = eqx.field(static=True, default=10)
     buffer_size: int = eqx.field(static=True, default=50_000)
     batch_size: int = eqx.field(static=True, default=100)
@@ -108,7 +109,7 @@ class Config(eqx.Module):
     dueling: bool = eqx.field(static=True, default=True)
     double: bool = eqx.field(static=True, default=True)
     loss: str = eqx.field(static=True, default="squared")
-    n_step: int = eqx.field(static=True, default=3)
+    n_step: int = eqx.field(static=True, default=5)
     replay: bool = eqx.field(static=True, default=True)
     target_network: bool = eqx.field(static=True, default=True)
     prioritized: bool = eqx.field(static=True, default=False)
