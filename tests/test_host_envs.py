@@ -353,8 +353,17 @@ def test_ctrl_c_stops_actors_and_env_subprocesses(tmp_path):
     to the process group): it exits with status 130 within a bounded time, writes the
     finished periods, and leaves no env subprocess behind."""
     out = tmp_path / "run"
+    # A terminal's Ctrl-C reaches a process whose SIGINT has its default disposition. A test
+    # runner started in the background of a non-interactive shell (`bash .ci/run &`) inherits
+    # SIGINT *ignored*, and Python then installs no KeyboardInterrupt handler, so the child
+    # would never see the signal: reset it to the default before exec'ing the CLI.
+    default_sigint = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+        "os.execv(sys.executable, [sys.executable] + sys.argv[1:])"
+    )
     cmd = [
-        sys.executable, "-m", "purerl.cli", "train", "ppo", "--env", CARTPOLE,
+        sys.executable, "-c", default_sigint,
+        "-m", "purerl.cli", "train", "ppo", "--env", CARTPOLE,
         "--steps", "10000000", "--async-envs", "--no-progress", "--out", str(out),
         "--set", "eval_every=2048", "--set", "num_envs=4", "--set", "num_steps=64",
         "--checkpoint-every", "1",
