@@ -59,7 +59,7 @@ SETTINGS = dict(
     epsilon_end=0.05,
     exploration_fraction=0.1,
     eval_envs=16,
-    n_step=1,  # the lecture's (and Nature DQN's) 1-step targets, not purerl's default 3
+    n_step=1,  # the lecture's (and Nature DQN's) 1-step targets, not purerl's default 5
 )
 
 
